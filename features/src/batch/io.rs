@@ -1,0 +1,500 @@
+//! Reading batch files (Parquet, CSV, NDJSON, told apart by extension) into the
+//! normalised frames the batch evaluator works on. Every row goes through the
+//! same validation as the HTTP API; invalid rows are skipped and counted, with
+//! the first few reported by row number and field. A missing column or a
+//! column of the wrong type fails the whole file, naming file and column.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::catalog::{Catalog, CatalogItem};
+use crate::interaction::{Interaction, RawInteraction, RawTimestamp};
+use crate::labels::LabelRow;
+use crate::{Error, Result};
+
+/// Column names of the normalised interaction frame.
+pub mod cols {
+    pub const ID: &str = "id";
+    pub const USER: &str = "user";
+    pub const KIND: &str = "kind";
+    pub const TS: &str = "ts";
+    pub const TARGET: &str = "target";
+    pub const AMOUNT: &str = "amount";
+    pub const QUANTITY: &str = "quantity";
+}
+
+/// How many invalid rows are described individually in a [`LoadReport`].
+pub const MAX_REPORTED_ERRORS: usize = 20;
+
+/// What reading a file found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    pub rows: usize,
+    pub invalid: usize,
+    /// `row N: field: message`, for the first [`MAX_REPORTED_ERRORS`].
+    pub errors: Vec<String>,
+}
+
+impl LoadReport {
+    fn reject(&mut self, row: usize, problems: impl std::fmt::Display) {
+        self.invalid += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(format!("row {row}: {problems}"));
+        }
+    }
+}
+
+/// File formats, by extension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Csv,
+    NdJson,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Result<Format> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("parquet" | "pq") => Ok(Format::Parquet),
+            Some("csv") => Ok(Format::Csv),
+            Some("ndjson" | "jsonl") => Ok(Format::NdJson),
+            _ => Err(input_error(
+                path,
+                "unknown file type: use .parquet, .csv or .ndjson/.jsonl",
+            )),
+        }
+    }
+}
+
+fn input_error(path: &Path, message: impl Into<String>) -> Error {
+    Error::Input {
+        file: path.display().to_string(),
+        message: message.into(),
+    }
+}
+
+/// Reads a Parquet or CSV file; CSV columns are all read as text and typed
+/// afterwards, so that ids such as `007` keep their leading zeros.
+fn read_frame(path: &Path, format: Format) -> Result<DataFrame> {
+    let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+    let frame = match format {
+        Format::Parquet => ParquetReader::new(file).finish(),
+        Format::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(0))
+            .into_reader_with_file_handle(file)
+            .finish(),
+        Format::NdJson => unreachable!("NDJSON is parsed row by row"),
+    };
+    frame.map_err(|e| input_error(path, e.to_string()))
+}
+
+/// A typed view of one input column.
+struct Columns<'a> {
+    path: &'a Path,
+    df: &'a DataFrame,
+}
+
+impl<'a> Columns<'a> {
+    fn get(&self, name: &str, required: bool) -> Result<Option<&'a Column>> {
+        match self.df.column(name) {
+            Ok(c) => Ok(Some(c)),
+            Err(_) if !required => Ok(None),
+            Err(_) => Err(input_error(self.path, format!("missing column {name:?}"))),
+        }
+    }
+
+    /// Text column; integer columns (ids written as numbers) become text.
+    fn text(&self, name: &str, required: bool) -> Result<Option<StringChunked>> {
+        let Some(c) = self.get(name, required)? else {
+            return Ok(None);
+        };
+        match c.dtype() {
+            DataType::String => Ok(Some(c.str()?.clone())),
+            DataType::Null => Ok(Some(c.cast(&DataType::String)?.str()?.clone())),
+            d if d.is_integer() => Ok(Some(c.cast(&DataType::String)?.str()?.clone())),
+            d => Err(input_error(
+                self.path,
+                format!("column {name:?} must hold text, found {d}"),
+            )),
+        }
+    }
+
+    /// Numeric column; text (from CSV) must parse as numbers.
+    fn number(&self, name: &str, required: bool) -> Result<Option<Float64Chunked>> {
+        let Some(c) = self.get(name, required)? else {
+            return Ok(None);
+        };
+        let d = c.dtype();
+        if !(d.is_primitive_numeric() || matches!(d, DataType::String | DataType::Null)) {
+            return Err(input_error(
+                self.path,
+                format!("column {name:?} must hold numbers, found {d}"),
+            ));
+        }
+        let cast = c.strict_cast(&DataType::Float64).map_err(|_| {
+            input_error(
+                self.path,
+                format!("column {name:?} holds values that are not numbers"),
+            )
+        })?;
+        Ok(Some(cast.f64()?.clone()))
+    }
+}
+
+/// One row's timestamp, as the validation path wants it.
+enum TimestampColumn {
+    Text(StringChunked),
+    Micros(Int64Chunked),
+}
+
+impl TimestampColumn {
+    fn read(columns: &Columns<'_>) -> Result<TimestampColumn> {
+        let Some(c) = columns.get("timestamp", true)? else {
+            unreachable!("required column")
+        };
+        match c.dtype() {
+            DataType::String => Ok(TimestampColumn::Text(c.str()?.clone())),
+            DataType::Datetime(_, _) => {
+                // Time-zone-less datetimes are taken as UTC.
+                let micros = c.cast(&DataType::Datetime(TimeUnit::Microseconds, None))?;
+                Ok(TimestampColumn::Micros(
+                    micros.datetime()?.physical().clone(),
+                ))
+            }
+            d => Err(input_error(
+                columns.path,
+                format!("column \"timestamp\" must hold RFC 3339 text or datetimes, found {d}"),
+            )),
+        }
+    }
+
+    fn get(&self, row: usize) -> RawTimestamp<'_> {
+        match self {
+            TimestampColumn::Text(c) => match c.get(row) {
+                Some(t) => RawTimestamp::Text(Cow::Borrowed(t)),
+                None => RawTimestamp::Missing,
+            },
+            TimestampColumn::Micros(c) => match c.get(row) {
+                Some(m) => RawTimestamp::Micros(m),
+                None => RawTimestamp::Missing,
+            },
+        }
+    }
+}
+
+/// Accumulates valid rows into the normalised interaction frame.
+#[derive(Default)]
+struct InteractionColumns {
+    id: Vec<String>,
+    user: Vec<String>,
+    kind: Vec<i32>,
+    ts: Vec<i64>,
+    target: Vec<String>,
+    amount: Vec<Option<f64>>,
+    quantity: Vec<Option<f64>>,
+}
+
+impl InteractionColumns {
+    fn push(&mut self, report: &mut LoadReport, row: usize, raw: RawInteraction<'_>) {
+        report.rows += 1;
+        match raw.check() {
+            Ok(checked) => {
+                self.id.push(checked.id.into_owned());
+                self.kind.push(checked.kind.index() as i32);
+                self.ts.push(checked.timestamp_micros);
+                self.user
+                    .push(raw.actor_id.unwrap_or_default().into_owned());
+                self.target
+                    .push(raw.target_id.unwrap_or_default().into_owned());
+                self.amount.push(raw.amount);
+                self.quantity.push(raw.quantity);
+            }
+            Err(e) => report.reject(row, e),
+        }
+    }
+
+    fn finish(self) -> Result<DataFrame> {
+        Ok(DataFrame::new_infer_height(vec![
+            Column::new(cols::ID.into(), self.id),
+            Column::new(cols::USER.into(), self.user),
+            Column::new(cols::KIND.into(), self.kind),
+            Column::new(cols::TS.into(), self.ts),
+            Column::new(cols::TARGET.into(), self.target),
+            Column::new(cols::AMOUNT.into(), self.amount),
+            Column::new(cols::QUANTITY.into(), self.quantity),
+        ])?)
+    }
+}
+
+/// The normalised frame of already validated interactions (serving's stored
+/// log, tests).
+pub fn frame_from_interactions<'a>(
+    interactions: impl IntoIterator<Item = &'a Interaction>,
+) -> Result<DataFrame> {
+    let mut out = InteractionColumns::default();
+    for i in interactions {
+        out.id.push(i.id.clone());
+        out.user.push(i.actor.id.clone());
+        out.kind.push(i.kind.index() as i32);
+        out.ts.push(i.timestamp_micros());
+        out.target.push(i.target.id.clone());
+        out.amount.push(i.value.as_ref().map(|v| v.amount));
+        out.quantity.push(i.quantity);
+    }
+    out.finish()
+}
+
+/// Reads an interaction log (SPEC §2.1 columnar or NDJSON form) into the
+/// normalised frame: `id` (given or content-derived), `user`, `kind`
+/// (index in [`crate::InteractionType::ALL`]), `ts` (µs since epoch),
+/// `target`, `amount`, `quantity`.
+pub fn read_interactions(path: &Path) -> Result<(DataFrame, LoadReport)> {
+    let mut out = InteractionColumns::default();
+    let mut report = LoadReport::default();
+    match Format::of(path)? {
+        Format::NdJson => {
+            let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+            for (row, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| input_error(path, e.to_string()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(value) => match RawInteraction::from_json(&value) {
+                        Ok(raw) => out.push(&mut report, row, raw),
+                        Err(e) => {
+                            report.rows += 1;
+                            report.reject(row, e);
+                        }
+                    },
+                    Err(e) => {
+                        report.rows += 1;
+                        report.reject(row, format!("not JSON: {e}"));
+                    }
+                }
+            }
+        }
+        format => {
+            let df = read_frame(path, format)?;
+            let c = Columns { path, df: &df };
+            let id = c.text("id", false)?;
+            let kind = c.text("type", true)?;
+            let timestamp = TimestampColumn::read(&c)?;
+            let mut entity = Vec::new();
+            for name in [
+                "origin_id",
+                "origin_type",
+                "actor_id",
+                "actor_type",
+                "target_id",
+                "target_type",
+            ] {
+                entity.push(c.text(name, true)?.unwrap_or_default());
+            }
+            let value = c.number("value", false)?;
+            let currency = c.text("currency", false)?;
+            let quantity = c.number("quantity", false)?;
+            fn text(col: &Option<StringChunked>, row: usize) -> Option<Cow<'_, str>> {
+                col.as_ref().and_then(|c| c.get(row)).map(Cow::Borrowed)
+            }
+            let ent = |i: usize, row: usize| entity[i].get(row).map(Cow::Borrowed);
+            for row in 0..df.height() {
+                let raw = RawInteraction {
+                    id: text(&id, row),
+                    kind: text(&kind, row),
+                    timestamp: timestamp.get(row),
+                    origin_id: ent(0, row),
+                    origin_type: ent(1, row),
+                    actor_id: ent(2, row),
+                    actor_type: ent(3, row),
+                    target_id: ent(4, row),
+                    target_type: ent(5, row),
+                    amount: value.as_ref().and_then(|c| c.get(row)),
+                    currency: text(&currency, row),
+                    quantity: quantity.as_ref().and_then(|c| c.get(row)),
+                };
+                out.push(&mut report, row, raw);
+            }
+        }
+    }
+    Ok((out.finish()?, report))
+}
+
+/// Reads and validates a catalog file (SPEC §2.4). Unlike interactions, a bad
+/// catalog row fails the file: a wrong price would silently skew every feature.
+pub fn read_catalog(path: &Path) -> Result<Catalog> {
+    let items = match Format::of(path)? {
+        Format::NdJson => {
+            let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+            let mut items = Vec::new();
+            for (row, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| input_error(path, e.to_string()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let item: CatalogItem = serde_json::from_str(&line)
+                    .map_err(|e| input_error(path, format!("row {row}: {e}")))?;
+                items.push(item);
+            }
+            items
+        }
+        format => {
+            let df = read_frame(path, format)?;
+            let c = Columns { path, df: &df };
+            let target_id = c.text("target_id", true)?.unwrap_or_default();
+            let target_type = c.text("target_type", true)?.unwrap_or_default();
+            let category = c.text("category", true)?.unwrap_or_default();
+            let price = c.number("price", true)?.unwrap_or_default();
+            let subcategory = c.text("subcategory", false)?;
+            let brand = c.text("brand", false)?;
+            let topics = read_topics(&c)?;
+            let owned = |col: &Option<StringChunked>, row: usize| {
+                col.as_ref().and_then(|c| c.get(row)).map(str::to_owned)
+            };
+            (0..df.height())
+                .map(|row| CatalogItem {
+                    target_id: target_id.get(row).unwrap_or_default().to_owned(),
+                    target_type: target_type.get(row).unwrap_or_default().to_owned(),
+                    category: category.get(row).unwrap_or_default().to_owned(),
+                    price: price.get(row).unwrap_or(f64::NAN),
+                    subcategory: owned(&subcategory, row),
+                    brand: owned(&brand, row),
+                    topics: topics.get(row).cloned().unwrap_or_default(),
+                })
+                .collect()
+        }
+    };
+    Catalog::new(items).map_err(|e| input_error(path, e.to_string()))
+}
+
+/// Topics as a list column, or `;`-separated text (CSV).
+fn read_topics(c: &Columns<'_>) -> Result<Vec<Vec<String>>> {
+    list_or_text(c, "topics")
+}
+
+fn list_or_text(c: &Columns<'_>, name: &str) -> Result<Vec<Vec<String>>> {
+    let Some(col) = c.get(name, false)? else {
+        return Ok(Vec::new());
+    };
+    match col.dtype() {
+        DataType::String | DataType::Null => Ok(col
+            .cast(&DataType::String)?
+            .str()?
+            .iter()
+            .map(|t| t.map(CatalogItem::split_topics).unwrap_or_default())
+            .collect()),
+        DataType::List(inner) if matches!(**inner, DataType::String | DataType::Null) => {
+            let list = col.list()?;
+            let mut rows = Vec::with_capacity(list.len());
+            for row in 0..list.len() {
+                let values = match list.get_as_series(row) {
+                    Some(s) => s
+                        .cast(&DataType::String)?
+                        .str()?
+                        .iter()
+                        .flatten()
+                        .map(str::to_owned)
+                        .collect(),
+                    None => Vec::new(),
+                };
+                rows.push(values);
+            }
+            Ok(rows)
+        }
+        d => Err(input_error(
+            c.path,
+            format!("column {name:?} must hold a list of text or ';'-separated text, found {d}"),
+        )),
+    }
+}
+
+/// Reads a labels file (SPEC §2.5): `user_id` plus any of `spending_class`,
+/// `life_stage`, `topics`. Invalid rows are skipped and reported.
+pub fn read_labels(path: &Path) -> Result<(Vec<LabelRow>, LoadReport)> {
+    let mut report = LoadReport::default();
+    let mut labels = Vec::new();
+    match Format::of(path)? {
+        Format::NdJson => {
+            let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+            for (row, line) in BufReader::new(file).lines().enumerate() {
+                let line = line.map_err(|e| input_error(path, e.to_string()))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                report.rows += 1;
+                let value: serde_json::Value = match serde_json::from_str(&line) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        report.reject(row, format!("not JSON: {e}"));
+                        continue;
+                    }
+                };
+                let topics = value["topics"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                });
+                let user = match &value["user_id"] {
+                    serde_json::Value::Number(n) => Some(n.to_string()),
+                    v => v.as_str().map(str::to_owned),
+                };
+                match LabelRow::parse(
+                    user.as_deref(),
+                    value["spending_class"].as_i64(),
+                    value["life_stage"].as_str(),
+                    topics,
+                ) {
+                    Ok(l) => labels.push(l),
+                    Err(e) => report.reject(row, e),
+                }
+            }
+        }
+        format => {
+            let df = read_frame(path, format)?;
+            let c = Columns { path, df: &df };
+            let user = c.text("user_id", true)?.unwrap_or_default();
+            let class = c.number("spending_class", false)?;
+            let stage = c.text("life_stage", false)?;
+            let has_topics = c.get("topics", false)?.is_some();
+            let topics = list_or_text(&c, "topics")?;
+            for row in 0..df.height() {
+                report.rows += 1;
+                let topic_row = if has_topics {
+                    // A null cell means "no label", an empty list "no topics".
+                    c.get("topics", false)?
+                        .and_then(|col| col.get(row).ok())
+                        .filter(|v| !v.is_null())
+                        .map(|_| topics[row].clone())
+                } else {
+                    None
+                };
+                let class_row = class.as_ref().and_then(|c| c.get(row));
+                if let Some(v) = class_row {
+                    if v.fract() != 0.0 {
+                        report.reject(row, format!("spending_class: must be 1 to 5, got {v}"));
+                        continue;
+                    }
+                }
+                match LabelRow::parse(
+                    user.get(row),
+                    class_row.map(|v| v as i64),
+                    stage.as_ref().and_then(|c| c.get(row)),
+                    topic_row,
+                ) {
+                    Ok(l) => labels.push(l),
+                    Err(e) => report.reject(row, e),
+                }
+            }
+        }
+    }
+    Ok((labels, report))
+}

@@ -1,0 +1,38 @@
+//! Configuration from `MICRO_*` environment variables (SPEC §9), each with a
+//! documented default, also settable as flags (`micro-serve --help`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "micro-serve",
+    version,
+    about = "Micro's serving process: HTTP API and live profiles"
+)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "MICRO_BIND", default_value = "0.0.0.0:8080")]
+    pub bind: SocketAddr,
+    /// Database URL: sqlite://… (embedded) or postgres://….
+    #[arg(
+        long,
+        env = "MICRO_DATABASE_URL",
+        default_value = "sqlite://data/micro.db"
+    )]
+    pub database_url: String,
+    /// NATS server; unset means the in-process bus.
+    #[arg(long, env = "MICRO_NATS_URL")]
+    pub nats_url: Option<String>,
+    /// Model registry directory.
+    #[arg(long, env = "MICRO_MODELS_DIR", default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Origins allowed to call the API from a browser (comma-separated); unset: same origin only.
+    #[arg(long, env = "MICRO_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Log filter (tracing `EnvFilter` syntax).
+    #[arg(long, env = "MICRO_LOG", default_value = "info")]
+    pub log: String,
+}
