@@ -217,10 +217,12 @@ fn make_people(params: &WorldParams) -> Vec<Person> {
         .parse::<i32>()
         .unwrap_or(2026);
     let per_day = params.interactions_per_user_180d / 180.0;
-    // Log-normal with σ = 1.1 and mean `per_day / active share` (activity
-    // starts part-way for late registrations).
+    // Log-normal with σ = 1.1 and mean `per_day / active share`: 40 % of
+    // users register at a uniform day inside the window (active half of it on
+    // average) and 3 % never interact, so 0.97 × (0.6 + 0.4 / 2) of user-days
+    // are active.
     let sigma: f64 = 1.1;
-    let mean = per_day / 0.8;
+    let mean = per_day / (0.97 * 0.8);
     let rate = LogNormal::new(mean.ln() - sigma * sigma / 2.0, sigma).expect("valid log-normal");
     let mut people: Vec<Person> = (0..params.users)
         .map(|u| {
@@ -379,6 +381,10 @@ struct Row {
     seq: u32,
 }
 
+/// Session lengths are 1 + Geometric(0.3) failures: mean 1 + 0.7 / 0.3.
+const SESSION_CONTINUE: f64 = 0.7;
+const MEAN_SESSION_LENGTH: f64 = 1.0 + SESSION_CONTINUE / (1.0 - SESSION_CONTINUE);
+
 const KINDS: [&str; 5] = ["PURCHACE", "SAVE", "INQUERY", "VIEW", "SHARE"];
 const EXTERNAL_TARGETS: u32 = 5_000;
 
@@ -407,7 +413,7 @@ fn day_rows(params: &WorldParams, world: &World, people: &[Person], day: u32) ->
             } else {
                 0.95
             };
-            let sessions_mean = p.daily_rate * day_factor / 4.0;
+            let sessions_mean = p.daily_rate * day_factor / MEAN_SESSION_LENGTH;
             let sessions = Poisson::new(sessions_mean)
                 .map(|d| d.sample(&mut rng) as u32)
                 .unwrap_or(0);
@@ -441,7 +447,7 @@ fn day_rows(params: &WorldParams, world: &World, people: &[Person], day: u32) ->
                     x if x < 0.92 => 3,
                     _ => 4,
                 };
-                let length = 1 + (rng.random::<f64>().ln() / 0.7f64.ln()) as u32;
+                let length = 1 + (rng.random::<f64>().ln() / SESSION_CONTINUE.ln()) as u32;
                 for _ in 0..length.min(30) {
                     let target = if rng.random_bool(0.03) {
                         u32::MAX - rng.random_range(0..EXTERNAL_TARGETS)

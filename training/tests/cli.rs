@@ -1,0 +1,281 @@
+//! `micro-train` end to end: the generated world is deterministic and shaped as
+//! documented, and `features` turns it into a table the incremental evaluator
+//! agrees with.
+
+use std::path::Path;
+use std::process::Command;
+
+use features::batch::io::{read_catalog, read_interactions, read_labels};
+use features::batch::polars::prelude::*;
+use features::batch::{feature_rows, USER_ID};
+use features::incremental::{FoldInput, UserFeatureState};
+use features::{FeatureParams, InteractionType};
+
+fn micro_train(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_micro-train"))
+        .args(args)
+        .output()
+        .expect("run micro-train")
+}
+
+fn generate(dir: &Path, seed: &str) {
+    let out = micro_train(&[
+        "generate",
+        "--users",
+        "400",
+        "--days",
+        "30",
+        "--seed",
+        seed,
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("read")
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_world() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    generate(&a, "11");
+    generate(&b, "11");
+    generate(&c, "12");
+    for f in ["interactions", "catalog", "users", "labels"] {
+        let name = format!("{f}.parquet");
+        assert_eq!(
+            bytes(&a.join(&name)),
+            bytes(&b.join(&name)),
+            "{name} differs for one seed"
+        );
+    }
+    assert_ne!(
+        bytes(&a.join("interactions.parquet")),
+        bytes(&c.join("interactions.parquet"))
+    );
+}
+
+#[test]
+fn generated_world_has_the_documented_shape() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    generate(tmp.path(), "3");
+    let (log, report) = read_interactions(&tmp.path().join("interactions.parquet")).expect("log");
+    assert_eq!(report.invalid, 0, "{:?}", report.errors);
+    assert!(log.height() > 400 * 10, "{} interactions", log.height());
+
+    // every kind occurs; views dominate
+    let kinds = log.column("kind").unwrap().i32().unwrap();
+    let count = |k: InteractionType| {
+        kinds
+            .iter()
+            .filter(|x| *x == Some(k.index() as i32))
+            .count()
+    };
+    for k in InteractionType::ALL {
+        assert!(count(k) > 0, "{k} missing");
+    }
+    assert!(count(InteractionType::View) > log.height() / 2);
+
+    // re-deliveries: some ids repeat
+    let ids = log
+        .column("id")
+        .unwrap()
+        .as_materialized_series()
+        .n_unique()
+        .unwrap();
+    assert!(ids < log.height(), "no duplicate deliveries");
+
+    // some targets are not in the catalog; activity is heavy-tailed
+    let catalog = read_catalog(&tmp.path().join("catalog.parquet")).expect("catalog");
+    let targets = log.column("target").unwrap().str().unwrap();
+    let unknown = targets
+        .iter()
+        .flatten()
+        .filter(|t| catalog.get(t).is_none())
+        .count();
+    assert!(
+        unknown > 0 && unknown < log.height() / 10,
+        "{unknown} unknown targets"
+    );
+    let per_user = log
+        .clone()
+        .lazy()
+        .group_by([col("user")])
+        .agg([len().alias("n")])
+        .collect()
+        .unwrap();
+    let n = per_user
+        .column("n")
+        .unwrap()
+        .cast(&DataType::Float64)
+        .unwrap();
+    let n = n.f64().unwrap();
+    let (max, mean) = (n.max().unwrap(), n.mean().unwrap());
+    assert!(
+        max > 5.0 * mean,
+        "max {max} vs mean {mean}: not heavy-tailed"
+    );
+    assert!(n.iter().flatten().any(|x| x <= 5.0), "no cold-start users");
+
+    // labels: the truth for every user, in the SPEC vocabularies
+    let (labels, report) = read_labels(&tmp.path().join("labels.parquet")).expect("labels");
+    assert_eq!(report.invalid, 0, "{:?}", report.errors);
+    assert_eq!(labels.len(), 400);
+    for class in 1..=5u8 {
+        let share = labels
+            .iter()
+            .filter(|l| l.spending_class == Some(class))
+            .count();
+        assert_eq!(share, 80, "spending classes are quintiles");
+    }
+    assert!(labels.iter().all(|l| l.life_stage.is_some()));
+    assert!(labels
+        .iter()
+        .all(|l| l.topics.as_ref().is_some_and(|t| !t.is_empty())));
+
+    // declared data has gaps
+    let users = ParquetReader::new(std::fs::File::open(tmp.path().join("users.parquet")).unwrap())
+        .finish()
+        .unwrap();
+    assert_eq!(users.height(), 400);
+    for column in [
+        "birth_year",
+        "kids",
+        "gender",
+        "marital_status",
+        "income_band",
+    ] {
+        let nulls = users.column(column).unwrap().null_count();
+        assert!(nulls > 0 && nulls < 400, "{column}: {nulls} missing");
+    }
+    assert_eq!(users.column("email").unwrap().null_count(), 0);
+}
+
+#[test]
+fn features_command_writes_the_table_the_fold_agrees_with() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    generate(tmp.path(), "5");
+    let out = tmp.path().join("features.parquet");
+    let interactions = tmp.path().join("interactions.parquet");
+    let catalog_path = tmp.path().join("catalog.parquet");
+    let run = micro_train(&[
+        "features",
+        "--interactions",
+        interactions.to_str().unwrap(),
+        "--catalog",
+        catalog_path.to_str().unwrap(),
+        "--as-of",
+        "2026-02-15T00:00:00Z",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let table = ParquetReader::new(std::fs::File::open(&out).unwrap())
+        .finish()
+        .unwrap();
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tmp.path().join("features.schema.json")).unwrap())
+            .unwrap();
+    let names: Vec<&str> = sidecar["schema"]["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert_eq!(table.width(), names.len() + 1);
+    assert_eq!(table.get_column_names()[0].as_str(), USER_ID);
+
+    // Fold the same log one interaction at a time, serving-style.
+    let catalog = read_catalog(&catalog_path).unwrap();
+    let spec = FeatureParams::default().fit(&catalog).unwrap();
+    let index = spec.index_catalog(&catalog);
+    let (log, _) = read_interactions(&interactions).unwrap();
+    let as_of = chrono::DateTime::parse_from_rfc3339("2026-02-15T00:00:00Z")
+        .unwrap()
+        .timestamp_micros();
+    let mut states = std::collections::HashMap::<String, UserFeatureState>::new();
+    let mut seen = std::collections::HashSet::new();
+    let col = |n: &str| log.column(n).unwrap().clone();
+    let (id, user, kind, ts, target) = (
+        col("id"),
+        col("user"),
+        col("kind"),
+        col("ts"),
+        col("target"),
+    );
+    let (amount, quantity) = (col("amount"), col("quantity"));
+    for row in 0..log.height() {
+        let id = id.str().unwrap().get(row).unwrap().to_owned();
+        if !seen.insert(id) {
+            continue;
+        }
+        let input = FoldInput {
+            kind: InteractionType::from_index(kind.i32().unwrap().get(row).unwrap() as usize)
+                .unwrap(),
+            timestamp_micros: ts.i64().unwrap().get(row).unwrap(),
+            target: index.get(target.str().unwrap().get(row).unwrap()),
+            amount: amount.f64().unwrap().get(row),
+            quantity: quantity.f64().unwrap().get(row),
+        };
+        states
+            .entry(user.str().unwrap().get(row).unwrap().to_owned())
+            .or_insert_with(UserFeatureState::new)
+            .fold(&spec, &input);
+    }
+    let rows = feature_rows(&table).unwrap();
+    assert_eq!(rows.len(), states.len());
+    for (user, batch) in rows {
+        let incremental = states[&user].vector(&spec, as_of);
+        for ((name, b), i) in names.iter().zip(&batch).zip(&incremental) {
+            assert!(
+                (b - i).abs() <= 1e-9 * b.abs().max(i.abs()).max(1.0),
+                "{user} {name}: {b} vs {i}"
+            );
+        }
+    }
+}
+
+#[test]
+fn bad_inputs_are_clear_errors_naming_file_and_column() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let log = tmp.path().join("log.csv");
+    std::fs::write(&log, "id,type,timestamp\na,VIEW,2026-01-01T00:00:00Z\n").unwrap();
+    let catalog = tmp.path().join("catalog.csv");
+    std::fs::write(
+        &catalog,
+        "target_id,target_type,category,price\nx,product,baby,3\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("f.parquet");
+    let run = micro_train(&[
+        "features",
+        "--interactions",
+        log.to_str().unwrap(),
+        "--catalog",
+        catalog.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("log.csv") && stderr.contains("missing column \"origin_id\""),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}
