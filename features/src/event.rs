@@ -64,7 +64,7 @@ impl NewEvent {
         let kind = json_str(&mut errors, obj, "type", "type");
         match kind {
             None if !errors.has_field("type") => errors.push("type", "is required"),
-            Some(k) if k.is_empty() => errors.push("type", "must not be empty"),
+            Some("") => errors.push("type", "must not be empty"),
             Some(k) if k.len() > MAX_EVENT_TYPE_LEN => errors.push(
                 "type",
                 format!("must be at most {MAX_EVENT_TYPE_LEN} bytes"),

@@ -45,7 +45,7 @@ impl<'a> FoldInput<'a> {
 
 /// Per-user running aggregates. Everything here is a sum, count, min or max,
 /// except the decayed sums, which are kept relative to `last_ts`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserFeatureState {
     n: u32,
     n_by_kind: [u32; 5],
@@ -88,12 +88,38 @@ fn ratio(num: f64, den: f64) -> f64 {
     }
 }
 
-impl UserFeatureState {
-    pub fn new() -> Self {
+impl Default for UserFeatureState {
+    fn default() -> Self {
         Self {
+            n: 0,
+            n_by_kind: [0; 5],
+            n_known: 0,
+            first_ts: 0,
+            last_ts: 0,
             last_purchase_ts: i64::MIN,
-            ..Default::default()
+            spend_sum: 0.0,
+            n_spend: 0,
+            quantity_sum: 0.0,
+            ln_price_purchased_sum: 0.0,
+            n_price_purchased: 0,
+            ln_price_browsed_sum: 0.0,
+            n_price_browsed: 0,
+            ln_price_sq_sum: 0.0,
+            ln_price_max: 0.0,
+            n_by_daypart: [0; 4],
+            n_weekend: 0,
+            decayed_count: 0.0,
+            decayed_spend: 0.0,
+            decayed_engagement: 0.0,
+            decayed_tags: Vec::new(),
         }
+    }
+}
+
+impl UserFeatureState {
+    /// The state of a user with no interactions.
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Number of interactions folded.
@@ -273,7 +299,7 @@ pub fn fold_log<'a>(
         }
         states
             .entry(i.user_id())
-            .or_insert_with(UserFeatureState::new)
+            .or_default()
             .fold(spec, &FoldInput::new(i, catalog));
     }
     states

@@ -2,6 +2,8 @@
 //! reported by row and field without losing the good ones, and structural
 //! problems fail with the file and column named.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 

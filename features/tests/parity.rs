@@ -2,6 +2,8 @@
 //! duplicates, the batch (polars) and incremental evaluators give the same
 //! feature vectors, to 1e-9 relative (absolute for magnitudes below 1).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 
 use features::batch::io::frame_from_interactions;

@@ -1,5 +1,7 @@
 //! Integration tests over real HTTP on port 0.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::Parser;
 use serving::{Application, Config};
 

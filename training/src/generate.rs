@@ -188,17 +188,15 @@ fn build_catalog(params: &WorldParams) -> World {
         items,
         by_category_tier,
     };
-    for c in 0..CATEGORIES.len() {
+    for (c, &(name, median, _)) in CATEGORIES.iter().enumerate() {
         for t in 0..5 {
             if world.by_category_tier[c][t].is_empty() {
                 let i = world.items.len();
-                let (name, median, _) = CATEGORIES[c];
                 world.items.push(Item {
                     id: format!("sku-{i:06}"),
                     category: c,
                     tier: t as u8 + 1,
-                    price: (median * ((t as f64) - 2.0).mul_add(0.5, 0.0).exp() * 100.0).round()
-                        / 100.0,
+                    price: (median * ((t as f64 - 2.0) * 0.5).exp() * 100.0).round() / 100.0,
                     topics: vec![name],
                     subcategory: format!("{name}-1"),
                     brand: format!("{name}-brand-{}0", t + 1),
@@ -360,8 +358,9 @@ fn hour_weights(stage: LifeStage) -> [f64; 24] {
     for &(h, v) in peaks {
         w[h] += v;
     }
-    for h in 9..18 {
-        w[h] += 0.5;
+    // Daytime browsing for everyone.
+    for x in &mut w[9..18] {
+        *x += 0.5;
     }
     w
 }

@@ -2,6 +2,8 @@
 //! documented, and `features` turns it into a table the incremental evaluator
 //! agrees with.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::process::Command;
 
@@ -234,7 +236,7 @@ fn features_command_writes_the_table_the_fold_agrees_with() {
         };
         states
             .entry(user.str().unwrap().get(row).unwrap().to_owned())
-            .or_insert_with(UserFeatureState::new)
+            .or_default()
             .fold(&spec, &input);
     }
     let rows = feature_rows(&table).unwrap();

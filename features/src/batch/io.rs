@@ -464,19 +464,22 @@ pub fn read_labels(path: &Path) -> Result<(Vec<LabelRow>, LoadReport)> {
             let user = c.text("user_id", true)?.unwrap_or_default();
             let class = c.number("spending_class", false)?;
             let stage = c.text("life_stage", false)?;
-            let has_topics = c.get("topics", false)?.is_some();
             let topics = list_or_text(&c, "topics")?;
-            for row in 0..df.height() {
+            let topic_cells = c.get("topics", false)?;
+            for (row, row_topics) in topics
+                .into_iter()
+                .map(Some)
+                .chain(std::iter::repeat(None))
+                .take(df.height())
+                .enumerate()
+            {
                 report.rows += 1;
-                let topic_row = if has_topics {
-                    // A null cell means "no label", an empty list "no topics".
-                    c.get("topics", false)?
+                // A null cell means "no label", an empty list "no topics".
+                let topic_row = row_topics.filter(|_| {
+                    topic_cells
                         .and_then(|col| col.get(row).ok())
-                        .filter(|v| !v.is_null())
-                        .map(|_| topics[row].clone())
-                } else {
-                    None
-                };
+                        .is_some_and(|v| !v.is_null())
+                });
                 let class_row = class.as_ref().and_then(|c| c.get(row));
                 if let Some(v) = class_row {
                     if v.fract() != 0.0 {
