@@ -267,20 +267,26 @@ impl CatalogIndex {
 pub struct FeatureSchema {
     pub definition_version: u32,
     pub names: Vec<String>,
+    /// Value type of each feature, in `names` order (all `f64` today; kept
+    /// explicit so that a typed feature changes the hash).
+    pub types: Vec<String>,
     pub hash: String,
 }
 
 impl FeatureSchema {
     fn new(names: Vec<String>, params: &FeatureParams) -> FeatureSchema {
+        let types = vec!["f64".to_owned(); names.len()];
         let canonical = serde_json::json!({
             "definition_version": FEATURE_DEFINITION_VERSION,
             "names": names,
+            "types": types,
             "params": params,
         });
         let digest = Sha256::digest(canonical.to_string().as_bytes());
         FeatureSchema {
             definition_version: FEATURE_DEFINITION_VERSION,
             names,
+            types,
             hash: format!("sha256:{}", hex::encode(digest)),
         }
     }
