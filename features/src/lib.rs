@@ -13,7 +13,9 @@ pub mod event;
 pub mod incremental;
 pub mod interaction;
 pub mod labels;
+pub mod model;
 pub mod profile;
+pub mod registry;
 pub mod user;
 pub mod validation;
 

@@ -1,9 +1,15 @@
-//! The training side of Micro: synthetic worlds, feature tables and the fold
-//! benchmark. `main.rs` only parses the command line and calls in here.
+//! The training side of Micro: synthetic worlds, feature tables, the fold
+//! benchmark, model training and evaluation. `main.rs` only parses the command line and calls in here.
 
 pub mod bench;
 pub mod feature_table;
 pub mod generate;
+pub mod metrics;
+pub mod train;
+
+/// The code version recorded in artifacts: crate version and, when built
+/// from a git checkout, the commit.
+pub const CODE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("MICRO_GIT_COMMIT"));
 
 use std::fs::File;
 use std::path::Path;

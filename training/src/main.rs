@@ -57,6 +57,45 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train the profile models, evaluate them on held-out users and write a new registry version.
+    Train {
+        #[arg(long)]
+        interactions: PathBuf,
+        #[arg(long)]
+        catalog: PathBuf,
+        /// Labels: user_id plus any of spending_class, life_stage, topics.
+        #[arg(long)]
+        labels: PathBuf,
+        /// Model registry directory.
+        #[arg(long, default_value = "models")]
+        registry: PathBuf,
+        /// Seed of the train/validation/test split by user.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Score an existing artifact on labelled data it may never have seen.
+    Evaluate {
+        /// Version directory, e.g. models/profile/profile-2026-11-24T17-00-00Z.
+        #[arg(long)]
+        model: PathBuf,
+        #[arg(long)]
+        interactions: PathBuf,
+        #[arg(long)]
+        catalog: PathBuf,
+        #[arg(long)]
+        labels: PathBuf,
+        /// Also write the metrics as JSON.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Manage the model registry.
+    Models {
+        /// Model registry directory.
+        #[arg(long, default_value = "models", global = true)]
+        registry: PathBuf,
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
     /// Benchmark the incremental fold on one core over a log.
     BenchFold {
         #[arg(long)]
@@ -67,6 +106,60 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum ModelsCommand {
+    /// List versions, marking the promoted one.
+    List,
+    /// Show a version's manifest.
+    Show { version: String },
+    /// Promote a version (serving picks it up); refuses one below its baseline unless --force.
+    Promote {
+        version: String,
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn models(registry: PathBuf, command: ModelsCommand) -> Result<()> {
+    use features::registry::Registry;
+    use training::train::MODEL_NAME;
+    let registry = Registry::new(registry);
+    match command {
+        ModelsCommand::List => {
+            let current = registry.current(MODEL_NAME)?;
+            let versions = registry.list(MODEL_NAME)?;
+            if versions.is_empty() {
+                println!("no versions in {}", registry.root().join(MODEL_NAME).display());
+            }
+            for m in versions {
+                let mark = if current.as_deref() == Some(m.version.as_str()) { "*" } else { " " };
+                let below = m.below_baseline();
+                let trained: Vec<String> = m
+                    .models
+                    .iter()
+                    .filter_map(|e| e.family.as_ref().map(|f| format!("{}={f}", e.target)))
+                    .collect();
+                println!(
+                    "{mark} {}  {}  {}{}",
+                    m.version,
+                    m.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    trained.join(" "),
+                    if below.is_empty() { String::new() } else { format!("  BELOW BASELINE: {}", below.join(", ")) }
+                );
+            }
+        }
+        ModelsCommand::Show { version } => {
+            let artifact = registry.load(MODEL_NAME, &version)?;
+            println!("{}", serde_json::to_string_pretty(&artifact.manifest)?);
+        }
+        ModelsCommand::Promote { version, force } => {
+            registry.promote(MODEL_NAME, &version, force)?;
+            println!("promoted {version}");
+        }
+    }
+    Ok(())
 }
 
 fn main() -> Result<()> {
@@ -110,6 +203,36 @@ fn main() -> Result<()> {
             as_of_micros: as_of.map(|t| t.timestamp_micros()),
             out,
         })?,
+        Command::Train {
+            interactions,
+            catalog,
+            labels,
+            registry,
+            seed,
+        } => {
+            training::train::train(&training::train::TrainArgs {
+                interactions,
+                catalog,
+                labels,
+                registry,
+                seed,
+                progress: true,
+            })?;
+        }
+        Command::Evaluate {
+            model,
+            interactions,
+            catalog,
+            labels,
+            out,
+        } => {
+            let metrics = training::train::evaluate(&model, &interactions, &catalog, &labels, true)?;
+            if let Some(out) = out {
+                std::fs::write(&out, serde_json::to_string_pretty(&metrics)?)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+        }
+        Command::Models { registry, command } => models(registry, command)?,
         Command::BenchFold {
             interactions,
             catalog,

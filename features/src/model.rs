@@ -1,0 +1,192 @@
+//! Fitted profile models: the serialisable types training produces and serving
+//! loads unchanged (linfa's params → fit → fitted-model pattern). Each model
+//! carries its own preprocessing (the fitted standardiser) and class
+//! vocabulary, so applying it needs nothing but a feature vector.
+
+use linfa::prelude::*;
+use linfa_bayes::{GaussianNb, NaiveBayes};
+use linfa_logistic::MultiFittedLogisticRegression;
+use linfa_trees::DecisionTree;
+use ndarray::{Array1, Array2, Axis};
+use serde::{Deserialize, Serialize};
+
+/// Per-feature centring and scaling fitted on training rows.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    pub mean: Vec<f64>,
+    pub scale: Vec<f64>,
+}
+
+impl Standardizer {
+    /// Mean and standard deviation per column; constant columns get scale 1.
+    pub fn fit(x: &Array2<f64>) -> Standardizer {
+        let n = x.nrows().max(1) as f64;
+        let mean: Vec<f64> = x.axis_iter(Axis(1)).map(|c| c.sum() / n).collect();
+        let scale = x
+            .axis_iter(Axis(1))
+            .zip(&mean)
+            .map(|(c, m)| {
+                let var = c.iter().map(|v| (v - m).powi(2)).sum::<f64>() / n;
+                if var > 1e-24 {
+                    var.sqrt()
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        Standardizer { mean, scale }
+    }
+
+    pub fn transform(&self, x: &Array2<f64>) -> Array2<f64> {
+        let mut out = x.clone();
+        for (mut column, (m, s)) in out.axis_iter_mut(Axis(1)).zip(self.mean.iter().zip(&self.scale)) {
+            column.mapv_inplace(|v| (v - m) / s);
+        }
+        out
+    }
+}
+
+/// The fitted estimator of one model family.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Classifier {
+    Logistic(MultiFittedLogisticRegression<f64, usize>),
+    NaiveBayes(GaussianNb<f64, usize>),
+    Tree(DecisionTree<f64, usize>),
+}
+
+/// A multiclass model over a named vocabulary.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ClassifierModel {
+    /// Family as reported (e.g. `logistic_regression`, `gaussian_nb`).
+    pub family: String,
+    /// Class names; class `i` of the estimator is `classes[i]`.
+    pub classes: Vec<String>,
+    pub standardizer: Standardizer,
+    pub classifier: Classifier,
+    /// Probabilities are multiplied by these and renormalised: dividing by the
+    /// training class frequencies turns a model of `p(class | x)` into a
+    /// class-balanced decision.
+    pub class_weights: Option<Vec<f64>>,
+}
+
+/// One prediction: class index and, for probabilistic families, its
+/// probability.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Prediction {
+    pub class: usize,
+    pub confidence: Option<f64>,
+}
+
+fn log_sum_exp(values: impl Iterator<Item = f64> + Clone) -> f64 {
+    let max = values.clone().fold(f64::NEG_INFINITY, f64::max);
+    if !max.is_finite() {
+        return max;
+    }
+    max + values.map(|v| (v - max).exp()).sum::<f64>().ln()
+}
+
+impl ClassifierModel {
+    /// Class probabilities, `(rows, classes)`, or `None` for families without
+    /// them (decision trees).
+    pub fn probabilities(&self, x: &Array2<f64>) -> Option<Array2<f64>> {
+        let z = self.standardizer.transform(x);
+        let k = self.classes.len();
+        let mut out = Array2::<f64>::zeros((x.nrows(), k));
+        match &self.classifier {
+            Classifier::Logistic(m) => {
+                let p = m.predict_probabilities(&z);
+                for (j, &class) in m.classes().iter().enumerate() {
+                    if class < k {
+                        out.column_mut(class).assign(&p.column(j));
+                    }
+                }
+            }
+            Classifier::NaiveBayes(m) => {
+                // linfa's predict_proba normalises without subtracting the
+                // maximum and can overflow; normalise in log space instead.
+                let jll = m.joint_log_likelihood(z.view());
+                for row in 0..x.nrows() {
+                    let terms: Vec<(usize, f64)> = jll.iter().map(|(c, v)| (**c, v[row])).collect();
+                    let norm = log_sum_exp(terms.iter().map(|(_, v)| *v));
+                    for (class, v) in terms {
+                        if class < k {
+                            out[[row, class]] = (v - norm).exp();
+                        }
+                    }
+                }
+            }
+            Classifier::Tree(_) => return None,
+        }
+        if let Some(w) = &self.class_weights {
+            for mut row in out.axis_iter_mut(Axis(0)) {
+                for (p, w) in row.iter_mut().zip(w) {
+                    *p *= w;
+                }
+                let sum = row.sum();
+                if sum > 0.0 {
+                    row.mapv_inplace(|p| p / sum);
+                }
+            }
+        }
+        Some(out)
+    }
+
+    pub fn predict(&self, x: &Array2<f64>) -> Vec<Prediction> {
+        match self.probabilities(x) {
+            Some(p) => p
+                .axis_iter(Axis(0))
+                .map(|row| {
+                    let (class, confidence) = row
+                        .iter()
+                        .enumerate()
+                        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+                    Prediction {
+                        class,
+                        confidence: Some(confidence),
+                    }
+                })
+                .collect(),
+            None => {
+                let z = self.standardizer.transform(x);
+                let predicted: Array1<usize> = match &self.classifier {
+                    Classifier::Tree(t) => t.predict(&z),
+                    Classifier::Logistic(m) => m.predict(&z),
+                    Classifier::NaiveBayes(m) => m.predict(&z),
+                };
+                predicted
+                    .iter()
+                    .map(|&class| Prediction {
+                        class,
+                        confidence: None,
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Class indices ranked by probability (strongest first), per row; for
+    /// non-probabilistic families the predicted class alone.
+    pub fn rank(&self, x: &Array2<f64>, top: usize) -> Vec<Vec<(usize, f64)>> {
+        match self.probabilities(x) {
+            Some(p) => p
+                .axis_iter(Axis(0))
+                .map(|row| {
+                    let mut ranked: Vec<(usize, f64)> = row.iter().copied().enumerate().collect();
+                    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                    ranked.truncate(top);
+                    ranked
+                })
+                .collect(),
+            None => self
+                .predict(x)
+                .into_iter()
+                .map(|p| vec![(p.class, 1.0)])
+                .collect(),
+        }
+    }
+
+    /// A one-row matrix from a feature vector.
+    pub fn row(vector: &[f64]) -> Array2<f64> {
+        Array2::from_shape_vec((1, vector.len()), vector.to_vec()).unwrap_or_else(|_| Array2::zeros((1, 0)))
+    }
+}

@@ -1,0 +1,708 @@
+//! `micro-train train` and `micro-train evaluate`: fit the profile models on
+//! a labelled history, evaluate them on users held out from training against
+//! their baselines (also as cold start: first 5 and first 20 interactions),
+//! and write a versioned artifact to the registry.
+//!
+//! Users are split by a seeded hash of their id — 70 % train, 15 %
+//! validation (model family selection), 15 % test (reported metrics) — so no
+//! user's history informs both fitting and evaluation.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use features::batch::io::{cols, read_catalog, read_interactions, read_labels};
+use features::batch::{compute_features, USER_ID};
+use features::definition::CatalogIndex;
+use features::incremental::{FoldInput, UserFeatureState};
+use features::model::{Classifier, ClassifierModel, Standardizer};
+use features::registry::{sha256_file, DataFingerprint, Manifest, ModelEntry, Registry};
+use features::{FeatureParams, FeatureSpec, InteractionType, LabelRow, LifeStage};
+use indicatif::{ProgressBar, ProgressStyle};
+use linfa::prelude::*;
+use linfa_bayes::GaussianNb;
+use linfa_logistic::MultiLogisticRegression;
+use linfa_trees::DecisionTree;
+use ndarray::{Array1, Array2};
+use polars::prelude::DataFrame;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::feature_table::{latest_timestamp, print_report};
+use crate::metrics::{precision_at_k, print_table, ClassMetrics, ReportRow};
+
+pub const SPENDING_CLASS: &str = "spendingClass";
+pub const LIFE_STAGE: &str = "actingLifeStage";
+pub const TOPICS: &str = "topics";
+/// Registry name of the profile models.
+pub const MODEL_NAME: &str = "profile";
+/// Histories the cold-start evaluation truncates test users to.
+pub const COLD_START: [usize; 2] = [5, 20];
+const TOP_K: usize = 3;
+
+/// Which part of the data a user belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Validation,
+    Test,
+}
+
+/// Seeded split by user id: stable across runs and data files.
+pub fn split_of(seed: u64, user: &str) -> Split {
+    let digest = Sha256::new()
+        .chain_update(seed.to_le_bytes())
+        .chain_update(user.as_bytes())
+        .finalize();
+    let bucket = u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8])) % 100;
+    match bucket {
+        0..70 => Split::Train,
+        70..85 => Split::Validation,
+        _ => Split::Test,
+    }
+}
+
+fn file_name(target: &str) -> String {
+    format!("{}.json", target)
+}
+
+/// Label vocabulary of each target, in model class order.
+fn vocabulary(target: &str, labels: &[LabelRow]) -> Vec<String> {
+    match target {
+        SPENDING_CLASS => (1..=5).map(|c| c.to_string()).collect(),
+        LIFE_STAGE => LifeStage::ALL.iter().map(|l| l.as_str().to_owned()).collect(),
+        _ => {
+            let set: std::collections::BTreeSet<&str> = labels
+                .iter()
+                .filter_map(|l| l.topics.as_ref())
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            set.into_iter().map(str::to_owned).collect()
+        }
+    }
+}
+
+/// The class index of a user's label for `target`, if they have one. For
+/// topics the model learns the strongest (first) topic and ranks all.
+fn label_class(target: &str, label: &LabelRow, vocab: &[String]) -> Option<usize> {
+    let name = match target {
+        SPENDING_CLASS => label.spending_class?.to_string(),
+        LIFE_STAGE => label.life_stage?.as_str().to_owned(),
+        _ => label.topics.as_ref()?.first()?.clone(),
+    };
+    vocab.iter().position(|v| *v == name)
+}
+
+/// Per-user histories (deduplicated, time-ordered) of the users asked for,
+/// for cold-start evaluation and the topic baseline.
+struct Histories {
+    rows: HashMap<String, Vec<usize>>,
+}
+
+impl Histories {
+    fn collect(log: &DataFrame, wanted: &HashSet<&str>) -> Result<Histories> {
+        let users = log.column(cols::USER)?.str()?;
+        let ids = log.column(cols::ID)?.str()?;
+        let ts = log.column(cols::TS)?.i64()?;
+        let mut seen = HashSet::new();
+        let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
+        for (row, (user, id)) in users.iter().zip(ids.iter()).enumerate() {
+            let (Some(user), Some(id)) = (user, id) else { continue };
+            if wanted.contains(user) && seen.insert(id) {
+                rows.entry(user.to_owned()).or_default().push(row);
+            }
+        }
+        for list in rows.values_mut() {
+            list.sort_by_key(|&r| (ts.get(r).unwrap_or(0), r));
+        }
+        Ok(Histories { rows })
+    }
+
+    fn of(&self, user: &str) -> &[usize] {
+        self.rows.get(user).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// Typed access to the normalised log's columns.
+struct LogColumns<'a> {
+    kind: &'a polars::prelude::Int32Chunked,
+    ts: &'a polars::prelude::Int64Chunked,
+    target: &'a polars::prelude::StringChunked,
+    amount: &'a polars::prelude::Float64Chunked,
+    quantity: &'a polars::prelude::Float64Chunked,
+}
+
+impl<'a> LogColumns<'a> {
+    fn new(log: &'a DataFrame) -> Result<LogColumns<'a>> {
+        Ok(LogColumns {
+            kind: log.column(cols::KIND)?.i32()?,
+            ts: log.column(cols::TS)?.i64()?,
+            target: log.column(cols::TARGET)?.str()?,
+            amount: log.column(cols::AMOUNT)?.f64()?,
+            quantity: log.column(cols::QUANTITY)?.f64()?,
+        })
+    }
+
+    /// The feature vector a user had right after their first `k` interactions,
+    /// as serving would have computed it then.
+    fn vector_after(&self, spec: &FeatureSpec, index: &CatalogIndex, rows: &[usize], k: usize) -> Vec<f64> {
+        let mut state = UserFeatureState::new();
+        let mut as_of = 0;
+        for &r in rows.iter().take(k) {
+            let t = self.ts.get(r).unwrap_or(0);
+            as_of = as_of.max(t);
+            state.fold(
+                spec,
+                &FoldInput {
+                    kind: InteractionType::from_index(self.kind.get(r).unwrap_or(3) as usize)
+                        .unwrap_or(InteractionType::View),
+                    timestamp_micros: t,
+                    target: self.target.get(r).and_then(|t| index.get(t)),
+                    amount: self.amount.get(r),
+                    quantity: self.quantity.get(r),
+                },
+            );
+        }
+        state.vector(spec, as_of)
+    }
+
+    /// Baseline topics: the user's most frequent past categories.
+    fn top_categories(&self, index: &CatalogIndex, rows: &[usize], k: usize) -> Vec<String> {
+        let mut counts: HashMap<&str, usize> = HashMap::new();
+        for &r in rows {
+            if let Some(item) = self.target.get(r).and_then(|t| index.catalog().get(t)) {
+                *counts.entry(item.category.as_str()).or_default() += 1;
+            }
+        }
+        let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        ranked.into_iter().take(k).map(|(c, _)| c.to_owned()).collect()
+    }
+}
+
+/// Feature vectors of labelled users: their batch row, or the empty-history
+/// vector for users who never interacted (what serving shows them).
+struct UserFeatures {
+    x: Array2<f64>,
+    users: Vec<String>,
+}
+
+fn user_features(table: &DataFrame, labels: &[LabelRow], spec: &FeatureSpec, as_of: i64) -> Result<UserFeatures> {
+    let rows: HashMap<String, Vec<f64>> = features::batch::feature_rows(table)?.into_iter().collect();
+    let empty = UserFeatureState::new().vector(spec, as_of);
+    let d = spec.len();
+    let mut x = Array2::<f64>::zeros((labels.len(), d));
+    for (i, label) in labels.iter().enumerate() {
+        let v = rows.get(&label.user_id).unwrap_or(&empty);
+        x.row_mut(i).assign(&Array1::from(v.clone()));
+    }
+    Ok(UserFeatures {
+        x,
+        users: labels.iter().map(|l| l.user_id.clone()).collect(),
+    })
+}
+
+fn select(x: &Array2<f64>, rows: &[usize]) -> Array2<f64> {
+    x.select(ndarray::Axis(0), rows)
+}
+
+fn class_weights(y: &[usize], k: usize) -> Vec<f64> {
+    let mut counts = vec![0usize; k];
+    for &c in y {
+        counts[c] += 1;
+    }
+    let n = y.len() as f64;
+    counts
+        .iter()
+        .map(|&c| if c > 0 { n / (k as f64 * c as f64) } else { 0.0 })
+        .collect()
+}
+
+/// Fits every candidate family on the training rows. Class imbalance: trees
+/// train with class-balanced sample weights; probabilistic families are also
+/// offered with prior correction (probabilities divided by class frequency).
+fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String], topics: bool) -> Vec<ClassifierModel> {
+    let standardizer = Standardizer::fit(x);
+    let z = standardizer.transform(x);
+    let targets = Array1::from(y.to_vec());
+    let dataset = Dataset::new(z, targets);
+    let weights = class_weights(y, classes.len());
+    let mut out = Vec::new();
+    let model = |family: &str, classifier: Classifier, balanced: bool| ClassifierModel {
+        family: family.to_owned(),
+        classes: classes.to_vec(),
+        standardizer: standardizer.clone(),
+        classifier,
+        class_weights: balanced.then(|| weights.clone()),
+    };
+    match MultiLogisticRegression::default()
+        .alpha(1.0)
+        .max_iterations(if topics { 80 } else { 120 })
+        .gradient_tolerance(1e-4)
+        .fit(&dataset)
+    {
+        Ok(m) => {
+            out.push(model("logistic_regression", Classifier::Logistic(m.clone()), false));
+            if !topics {
+                out.push(model("logistic_regression_balanced", Classifier::Logistic(m), true));
+            }
+        }
+        Err(e) => eprintln!("  logistic regression failed: {e}"),
+    }
+    if topics {
+        return out;
+    }
+    match GaussianNb::params().fit(&dataset) {
+        Ok(m) => {
+            out.push(model("gaussian_nb", Classifier::NaiveBayes(m.clone()), false));
+            out.push(model("gaussian_nb_balanced", Classifier::NaiveBayes(m), true));
+        }
+        Err(e) => eprintln!("  gaussian naive Bayes failed: {e}"),
+    }
+    let sample_weights = Array1::from_iter(y.iter().map(|&c| weights[c] as f32));
+    let weighted = dataset.with_weights(sample_weights);
+    match DecisionTree::params()
+        .max_depth(Some(10))
+        .min_weight_leaf(5.0)
+        .fit(&weighted)
+    {
+        Ok(m) => out.push(model("decision_tree_balanced", Classifier::Tree(m), false)),
+        Err(e) => eprintln!("  decision tree failed: {e}"),
+    }
+    out
+}
+
+fn predict_classes(model: &ClassifierModel, x: &Array2<f64>) -> Vec<usize> {
+    model.predict(x).into_iter().map(|p| p.class).collect()
+}
+
+/// Metrics of a classifier (or topic ranker) on one set of users.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub model: serde_json::Value,
+    pub baseline: serde_json::Value,
+    pub beats_baseline: bool,
+}
+
+/// Everything reported for one target.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub family: String,
+    pub labelled_users: usize,
+    pub train_users: usize,
+    pub validation_users: usize,
+    /// Validation score (macro-F1, or precision@3 for topics) per candidate.
+    pub candidates: BTreeMap<String, f64>,
+    /// Majority class of the training users (the classification baseline).
+    pub majority_class: Option<usize>,
+    pub test: Evaluation,
+    /// `first_5`, `first_20`: the test users with only that many interactions.
+    pub cold_start: BTreeMap<String, Evaluation>,
+}
+
+/// Evaluates a classifier against the majority-class baseline.
+fn evaluate_classifier(model: &ClassifierModel, x: &Array2<f64>, truth: &[usize], majority: usize) -> Evaluation {
+    let predicted = predict_classes(model, x);
+    let m = ClassMetrics::compute(truth, &predicted, &model.classes);
+    let b = ClassMetrics::compute(truth, &vec![majority; truth.len()], &model.classes);
+    Evaluation {
+        beats_baseline: m.beats(&b),
+        model: serde_json::to_value(&m).unwrap_or_default(),
+        baseline: serde_json::to_value(&b).unwrap_or_default(),
+    }
+}
+
+fn topic_names(model: &ClassifierModel, x: &Array2<f64>) -> Vec<Vec<String>> {
+    model
+        .rank(x, TOP_K)
+        .into_iter()
+        .map(|r| r.into_iter().map(|(c, _)| model.classes[c].clone()).collect())
+        .collect()
+}
+
+/// Evaluates a topic ranker against the most-frequent-past-categories baseline.
+fn evaluate_topics(model: &ClassifierModel, x: &Array2<f64>, relevant: &[Vec<String>], baseline: &[Vec<String>]) -> Evaluation {
+    let m = precision_at_k(&topic_names(model, x), relevant, TOP_K);
+    let b = precision_at_k(baseline, relevant, TOP_K);
+    Evaluation {
+        model: serde_json::json!({"users": relevant.len(), "precision_at_3": m}),
+        baseline: serde_json::json!({"users": relevant.len(), "precision_at_3": b}),
+        beats_baseline: m > b,
+    }
+}
+
+fn metric_of(e: &serde_json::Value, name: &str) -> f64 {
+    e[name].as_f64().unwrap_or(f64::NAN)
+}
+
+/// Rows of the printed table for one target's report.
+fn report_rows(target: &str, family: &str, evals: &[(String, &Evaluation)]) -> Vec<ReportRow> {
+    let metrics: &[&str] = if target == TOPICS { &["precision_at_3"] } else { &["accuracy", "macro_f1"] };
+    let mut rows = Vec::new();
+    for (users, e) in evals {
+        for m in metrics {
+            rows.push(ReportRow {
+                target: target.to_owned(),
+                users: format!("{users} ({})", e.model["users"]),
+                metric: (*m).to_owned(),
+                model: metric_of(&e.model, m),
+                baseline: metric_of(&e.baseline, m),
+                family: family.to_owned(),
+            });
+        }
+    }
+    rows
+}
+
+fn spinner(enabled: bool) -> ProgressBar {
+    let bar = if enabled { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
+    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainArgs {
+    pub interactions: PathBuf,
+    pub catalog: PathBuf,
+    pub labels: PathBuf,
+    pub registry: PathBuf,
+    pub seed: u64,
+    pub progress: bool,
+}
+
+/// What a training run produced.
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    pub reports: BTreeMap<String, TargetReport>,
+}
+
+/// Loaded and featurised inputs shared by `train` and `evaluate`.
+struct Prepared {
+    spec: FeatureSpec,
+    index: CatalogIndex,
+    log: DataFrame,
+    labels: Vec<LabelRow>,
+    features: UserFeatures,
+    as_of: i64,
+    interactions: usize,
+    users_with_history: usize,
+}
+
+fn prepare(
+    interactions: &Path,
+    catalog: &Path,
+    labels: &Path,
+    spec: Option<FeatureSpec>,
+    bar: &ProgressBar,
+) -> Result<Prepared> {
+    bar.set_message("reading catalog");
+    let catalog = read_catalog(catalog)?;
+    let spec = match spec {
+        Some(s) => s,
+        None => FeatureParams::default().fit(&catalog).context("feature parameters")?,
+    };
+    let index = spec.index_catalog(&catalog);
+    bar.set_message("reading labels");
+    let (labels, label_report) = read_labels(labels)?;
+    bar.set_message("reading interactions");
+    let (log, report) = read_interactions(interactions)?;
+    bar.suspend(|| {
+        print_report(&interactions.display().to_string(), &report);
+        if label_report.invalid > 0 {
+            print_report(&labels.len().to_string(), &label_report);
+        }
+    });
+    let as_of = latest_timestamp(&log)?.unwrap_or(0);
+    bar.set_message(format!("computing features of {} interactions", log.height()));
+    let table = compute_features(&spec, &index, &log, as_of)?;
+    let users_with_history = table.height();
+    let _ = USER_ID;
+    let features = user_features(&table, &labels, &spec, as_of)?;
+    Ok(Prepared {
+        interactions: log.height(),
+        spec,
+        index,
+        log,
+        labels,
+        features,
+        as_of,
+        users_with_history,
+    })
+}
+
+/// Cold-start inputs for a set of users: vectors after their first k
+/// interactions and the baseline topics from those interactions.
+fn cold_start_inputs(
+    prepared: &Prepared,
+    histories: &Histories,
+    users: &[&str],
+    k: usize,
+) -> Result<(Array2<f64>, Vec<Vec<String>>)> {
+    let columns = LogColumns::new(&prepared.log)?;
+    let mut x = Array2::<f64>::zeros((users.len(), prepared.spec.len()));
+    let mut baseline = Vec::with_capacity(users.len());
+    for (i, user) in users.iter().enumerate() {
+        let rows = histories.of(user);
+        let v = columns.vector_after(&prepared.spec, &prepared.index, rows, k);
+        x.row_mut(i).assign(&Array1::from(v));
+        baseline.push(columns.top_categories(&prepared.index, &rows[..rows.len().min(k)], TOP_K));
+    }
+    Ok((x, baseline))
+}
+
+pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
+    let started = Instant::now();
+    let bar = spinner(args.progress);
+    // Fingerprint the inputs while the features are computed.
+    let (prepared, fingerprint) = std::thread::scope(|s| {
+        let hashing = s.spawn(|| -> Result<BTreeMap<String, String>> {
+            let mut files = BTreeMap::new();
+            for path in [&args.interactions, &args.catalog, &args.labels] {
+                let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                files.insert(name, sha256_file(path)?);
+            }
+            Ok(files)
+        });
+        let prepared = prepare(&args.interactions, &args.catalog, &args.labels, None, &bar);
+        let fingerprint = hashing.join().map_err(|_| anyhow!("hashing thread panicked"))?;
+        Ok::<_, anyhow::Error>((prepared?, fingerprint?))
+    })?;
+    let features_done = started.elapsed();
+    let x = &prepared.features.x;
+    let splits: Vec<Split> = prepared.features.users.iter().map(|u| split_of(args.seed, u)).collect();
+    let test_users: HashSet<&str> = prepared
+        .features
+        .users
+        .iter()
+        .zip(&splits)
+        .filter(|(_, s)| **s == Split::Test)
+        .map(|(u, _)| u.as_str())
+        .collect();
+    let histories = Histories::collect(&prepared.log, &test_users)?;
+    let columns = LogColumns::new(&prepared.log)?;
+
+    let mut reports = BTreeMap::new();
+    let mut entries = Vec::new();
+    let mut files = Vec::new();
+    let mut vocabularies = BTreeMap::new();
+    let mut table = Vec::new();
+    for target in [SPENDING_CLASS, LIFE_STAGE, TOPICS] {
+        let vocab = vocabulary(target, &prepared.labels);
+        let labelled: Vec<(usize, usize)> = prepared
+            .labels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| label_class(target, l, &vocab).map(|c| (i, c)))
+            .collect();
+        let part = |split: Split| -> (Vec<usize>, Vec<usize>) {
+            labelled.iter().filter(|(i, _)| splits[*i] == split).copied().unzip()
+        };
+        let (train_rows, train_y) = part(Split::Train);
+        let (val_rows, val_y) = part(Split::Validation);
+        let (test_rows, test_y) = part(Split::Test);
+        if train_rows.is_empty() || val_rows.is_empty() || test_rows.is_empty() {
+            let why = if labelled.is_empty() {
+                "no labels in the labels file".to_owned()
+            } else {
+                format!("only {} labelled users: too few to train and evaluate", labelled.len())
+            };
+            bar.suspend(|| println!("{target}: not trained: {why}"));
+            entries.push(ModelEntry {
+                target: target.to_owned(),
+                family: None,
+                skipped: Some(why),
+                file: None,
+                beats_baseline: false,
+            });
+            continue;
+        }
+        let topics = target == TOPICS;
+        bar.set_message(format!("training {target} on {} users", train_rows.len()));
+        let candidates = fit_candidates(&select(x, &train_rows), &train_y, &vocab, topics);
+        let x_val = select(x, &val_rows);
+        let relevant = |rows: &[usize]| -> Vec<Vec<String>> {
+            rows.iter()
+                .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
+                .collect()
+        };
+        let mut scores = BTreeMap::new();
+        let mut best: Option<(f64, ClassifierModel)> = None;
+        for candidate in candidates {
+            let score = if topics {
+                precision_at_k(&topic_names(&candidate, &x_val), &relevant(&val_rows), TOP_K)
+            } else {
+                ClassMetrics::compute(&val_y, &predict_classes(&candidate, &x_val), &vocab).macro_f1
+            };
+            scores.insert(candidate.family.clone(), score);
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, candidate));
+            }
+        }
+        let Some((_, model)) = best else {
+            bail!("{target}: every model family failed to fit");
+        };
+        bar.set_message(format!("evaluating {target}"));
+        let majority = {
+            let mut counts = vec![0usize; vocab.len()];
+            train_y.iter().for_each(|&c| counts[c] += 1);
+            (0..vocab.len()).max_by_key(|&c| (counts[c], std::cmp::Reverse(c))).unwrap_or(0)
+        };
+        let x_test = select(x, &test_rows);
+        let test_user_ids: Vec<&str> = test_rows.iter().map(|&i| prepared.labels[i].user_id.as_str()).collect();
+        let test = if topics {
+            let baseline: Vec<Vec<String>> = test_user_ids
+                .iter()
+                .map(|u| columns.top_categories(&prepared.index, histories.of(u), TOP_K))
+                .collect();
+            evaluate_topics(&model, &x_test, &relevant(&test_rows), &baseline)
+        } else {
+            evaluate_classifier(&model, &x_test, &test_y, majority)
+        };
+        let mut cold_start = BTreeMap::new();
+        for k in COLD_START {
+            let (x_cold, baseline) = cold_start_inputs(&prepared, &histories, &test_user_ids, k)?;
+            let e = if topics {
+                evaluate_topics(&model, &x_cold, &relevant(&test_rows), &baseline)
+            } else {
+                evaluate_classifier(&model, &x_cold, &test_y, majority)
+            };
+            cold_start.insert(format!("first_{k}"), e);
+        }
+        let mut evals = vec![("test".to_owned(), &test)];
+        evals.extend(cold_start.iter().map(|(k, e)| (format!("test, {}", k.replace('_', " ")), e)));
+        table.extend(report_rows(target, &model.family, &evals));
+        let file = file_name(target);
+        files.push((file.clone(), serde_json::to_vec(&model)?));
+        entries.push(ModelEntry {
+            target: target.to_owned(),
+            family: Some(model.family.clone()),
+            skipped: None,
+            file: Some(file),
+            beats_baseline: test.beats_baseline,
+        });
+        vocabularies.insert(target.to_owned(), vocab);
+        reports.insert(
+            target.to_owned(),
+            TargetReport {
+                family: model.family.clone(),
+                labelled_users: labelled.len(),
+                train_users: train_rows.len(),
+                validation_users: val_rows.len(),
+                candidates: scores,
+                majority_class: (!topics).then_some(majority),
+                test,
+                cold_start,
+            },
+        );
+    }
+    bar.set_message("writing artifact");
+    let now = chrono::Utc::now();
+    let as_of = chrono::DateTime::from_timestamp_micros(prepared.as_of).unwrap_or_default();
+    let manifest = Manifest {
+        name: MODEL_NAME.to_owned(),
+        version: format!("{MODEL_NAME}-{}", now.format("%Y-%m-%dT%H-%M-%SZ")),
+        created_at: now,
+        code_version: crate::CODE_VERSION.to_owned(),
+        feature_schema: prepared.spec.schema(),
+        feature_spec: prepared.spec.clone(),
+        training_data: DataFingerprint {
+            files: fingerprint,
+            interactions: prepared.interactions,
+            users: prepared.users_with_history,
+            as_of: features::interaction::format_rfc3339(&as_of),
+        },
+        label_vocabularies: vocabularies,
+        models: entries,
+        metrics: serde_json::json!({
+            "seed": args.seed,
+            "split": {"train": 0.70, "validation": 0.15, "test": 0.15, "by": "user"},
+            "targets": reports,
+            "timings_secs": {
+                "features": features_done.as_secs_f64(),
+                "total": started.elapsed().as_secs_f64(),
+            },
+        }),
+        files: BTreeMap::new(),
+    };
+    let dir = Registry::new(&args.registry).write(manifest, &files)?;
+    bar.finish_and_clear();
+    print_table(&format!("metrics on held-out users (seed {})", args.seed), &table);
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join(features::registry::MANIFEST))?)?;
+    println!(
+        "\nwrote {} in {:.1}s (features {:.1}s)",
+        dir.display(),
+        started.elapsed().as_secs_f64(),
+        features_done.as_secs_f64()
+    );
+    Ok(TrainOutcome { dir, manifest, reports })
+}
+
+/// `evaluate`: an existing artifact on any labelled data (every labelled user
+/// counts; nothing is held out because nothing is fitted).
+pub fn evaluate(model_dir: &Path, interactions: &Path, catalog: &Path, labels: &Path, progress: bool) -> Result<serde_json::Value> {
+    let bar = spinner(progress);
+    let artifact = features::registry::Artifact::load(model_dir)?;
+    let manifest = &artifact.manifest;
+    let prepared = prepare(interactions, catalog, labels, Some(manifest.feature_spec.clone()), &bar)?;
+    let all_users: HashSet<&str> = prepared.labels.iter().map(|l| l.user_id.as_str()).collect();
+    let histories = Histories::collect(&prepared.log, &all_users)?;
+    let columns = LogColumns::new(&prepared.log)?;
+    let training_reports = &manifest.metrics["targets"];
+    let mut out = serde_json::Map::new();
+    let mut table = Vec::new();
+    for entry in &manifest.models {
+        let Some(file) = &entry.file else { continue };
+        let bytes = artifact.file(file).ok_or_else(|| anyhow!("{file} missing from the artifact"))?;
+        let model: ClassifierModel = serde_json::from_slice(bytes).with_context(|| format!("reading {file}"))?;
+        let target = entry.target.as_str();
+        let labelled: Vec<(usize, usize)> = prepared
+            .labels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| label_class(target, l, &model.classes).map(|c| (i, c)))
+            .collect();
+        if labelled.is_empty() {
+            bar.suspend(|| println!("{target}: no labels for it in {}", labels.display()));
+            continue;
+        }
+        bar.set_message(format!("evaluating {target}"));
+        let (rows, truth): (Vec<usize>, Vec<usize>) = labelled.into_iter().unzip();
+        let x = select(&prepared.features.x, &rows);
+        let users: Vec<&str> = rows.iter().map(|&i| prepared.labels[i].user_id.as_str()).collect();
+        let relevant: Vec<Vec<String>> = rows
+            .iter()
+            .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
+            .collect();
+        let majority = training_reports[target]["majority_class"].as_u64().unwrap_or(0) as usize;
+        let topics = target == TOPICS;
+        let eval = |x: &Array2<f64>, baseline: &[Vec<String>]| {
+            if topics {
+                evaluate_topics(&model, x, &relevant, baseline)
+            } else {
+                evaluate_classifier(&model, x, &truth, majority)
+            }
+        };
+        let full_baseline: Vec<Vec<String>> = users
+            .iter()
+            .map(|u| columns.top_categories(&prepared.index, histories.of(u), TOP_K))
+            .collect();
+        let all = eval(&x, &full_baseline);
+        let mut cold = BTreeMap::new();
+        for k in COLD_START {
+            let (x_cold, baseline) = cold_start_inputs(&prepared, &histories, &users, k)?;
+            cold.insert(format!("first_{k}"), eval(&x_cold, &baseline));
+        }
+        let mut evals = vec![("all".to_owned(), &all)];
+        evals.extend(cold.iter().map(|(k, e)| (k.replace('_', " "), e)));
+        table.extend(report_rows(target, &model.family, &evals));
+        out.insert(target.to_owned(), serde_json::json!({"all": all, "cold_start": cold}));
+    }
+    bar.finish_and_clear();
+    print_table(&format!("{} on {}", manifest.version, labels.display()), &table);
+    Ok(serde_json::json!({"version": manifest.version, "targets": out}))
+}
