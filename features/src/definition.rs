@@ -39,7 +39,8 @@
 //! | `log_interactions_per_week` | `ln1p(n / max(1, (t_last - t_first)/week))` | frequency |
 //! | `share_night` … `share_evening` | share of interactions at 0–6, 6–12, 12–18, 18–24 h | daily rhythm |
 //! | `share_weekend` | share on Saturday or Sunday | weekly rhythm |
-//! | `tag:<name>` | `Σ_{known, tag ∈ tags} w_i e_i / Σ_{known} w_i e_i` | interests |
+//! | `tag:<name>` | `Σ_{known, tag ∈ tags} w_i e_i / Σ_{known} w_i e_i` | current interests |
+//! | `tag_lifetime:<name>` | `Σ_{known, tag ∈ tags} e_i / Σ_{known} e_i` | lasting interests |
 //!
 //! `tags` of a catalog item are its category and topics; the vocabulary is
 //! fitted from the catalog (most frequent first, at most `max_tags`). `e_i` is
@@ -57,7 +58,7 @@ use crate::validation::ValidationErrors;
 
 /// Bumped whenever a definition above changes meaning, so that artifacts built
 /// with the old meaning are refused.
-pub const FEATURE_DEFINITION_VERSION: u32 = 1;
+pub const FEATURE_DEFINITION_VERSION: u32 = 2;
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
@@ -94,8 +95,10 @@ pub const BASE_FEATURES: [&str; 27] = [
     "share_weekend",
 ];
 
-/// Prefix of the per-tag interest features.
+/// Prefix of the decayed per-tag interest features.
 pub const TAG_PREFIX: &str = "tag:";
+/// Prefix of the undecayed per-tag interest features.
+pub const TAG_LIFETIME_PREFIX: &str = "tag_lifetime:";
 
 /// Tunable constants of the definition (they are part of the schema hash).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -183,12 +186,26 @@ impl FeatureSpec {
             .iter()
             .map(|n| n.to_string())
             .chain(self.tags.iter().map(|t| format!("{TAG_PREFIX}{t}")))
+            .chain(
+                self.tags
+                    .iter()
+                    .map(|t| format!("{TAG_LIFETIME_PREFIX}{t}")),
+            )
             .collect::<Vec<_>>();
         FeatureSchema::new(names, &self.params)
     }
 
     pub fn len(&self) -> usize {
-        BASE_FEATURES.len() + self.tags.len()
+        BASE_FEATURES.len() + 2 * self.tags.len()
+    }
+
+    /// Positions of a tag's decayed and lifetime shares in the vector.
+    pub fn tag_feature_indices(&self, tag: &str) -> Option<(usize, usize)> {
+        let i = self.tags.iter().position(|t| t == tag)?;
+        Some((
+            BASE_FEATURES.len() + i,
+            BASE_FEATURES.len() + self.tags.len() + i,
+        ))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -339,8 +356,16 @@ mod tests {
         .expect("fit");
         assert_eq!(capped.tags, ["baby", "outdoor"]);
         let schema = capped.schema();
-        assert_eq!(schema.len(), BASE_FEATURES.len() + 2);
-        assert_eq!(schema.names.last().map(String::as_str), Some("tag:outdoor"));
+        assert_eq!(schema.len(), BASE_FEATURES.len() + 4);
+        assert_eq!(schema.names[BASE_FEATURES.len() + 1], "tag:outdoor");
+        assert_eq!(
+            schema.names.last().map(String::as_str),
+            Some("tag_lifetime:outdoor")
+        );
+        assert_eq!(
+            capped.tag_feature_indices("outdoor"),
+            Some((BASE_FEATURES.len() + 1, BASE_FEATURES.len() + 3))
+        );
         let idx = capped.index_catalog(&catalog());
         assert_eq!(&*idx.get("c").expect("known").tags, &[0]);
         assert!(idx.get("d").expect("known").tags.len() == 1);

@@ -68,8 +68,18 @@ pub struct UserFeatureState {
     decayed_count: f64,
     decayed_spend: f64,
     decayed_engagement: f64,
-    /// `(tag index, decayed engagement)`, ascending by tag index.
-    decayed_tags: Vec<(u16, f64)>,
+    lifetime_engagement: f64,
+    /// Per tag touched, ascending by tag index.
+    tags: Vec<TagEngagement>,
+}
+
+/// Engagement with one interest tag: decayed (relative to `last_ts`) and
+/// over the whole history.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+struct TagEngagement {
+    tag: u16,
+    decayed: f64,
+    lifetime: f64,
 }
 
 /// Hour-of-day bucket (0–6, 6–12, 12–18, 18–24 UTC) and weekend flag.
@@ -111,7 +121,8 @@ impl Default for UserFeatureState {
             decayed_count: 0.0,
             decayed_spend: 0.0,
             decayed_engagement: 0.0,
-            decayed_tags: Vec::new(),
+            lifetime_engagement: 0.0,
+            tags: Vec::new(),
         }
     }
 }
@@ -129,8 +140,7 @@ impl UserFeatureState {
 
     /// Bytes this state occupies, heap included.
     pub fn heap_size(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.decayed_tags.capacity() * std::mem::size_of::<(u16, f64)>()
+        std::mem::size_of::<Self>() + self.tags.capacity() * std::mem::size_of::<TagEngagement>()
     }
 
     /// Timestamp of the latest interaction folded, if any.
@@ -151,8 +161,8 @@ impl UserFeatureState {
             self.decayed_count *= rescale;
             self.decayed_spend *= rescale;
             self.decayed_engagement *= rescale;
-            for (_, v) in &mut self.decayed_tags {
-                *v *= rescale;
+            for t in &mut self.tags {
+                t.decayed *= rescale;
             }
             self.last_ts = t;
             1.0
@@ -195,12 +205,24 @@ impl UserFeatureState {
                 self.ln_price_browsed_sum += lp;
                 self.n_price_browsed += 1;
             }
-            let engagement = weight * spec.params.type_weight(x.kind);
-            self.decayed_engagement += engagement;
+            let lifetime = spec.params.type_weight(x.kind);
+            let decayed = weight * lifetime;
+            self.decayed_engagement += decayed;
+            self.lifetime_engagement += lifetime;
             for &tag in info.tags.iter() {
-                match self.decayed_tags.binary_search_by_key(&tag, |(t, _)| *t) {
-                    Ok(pos) => self.decayed_tags[pos].1 += engagement,
-                    Err(pos) => self.decayed_tags.insert(pos, (tag, engagement)),
+                match self.tags.binary_search_by_key(&tag, |t| t.tag) {
+                    Ok(pos) => {
+                        self.tags[pos].decayed += decayed;
+                        self.tags[pos].lifetime += lifetime;
+                    }
+                    Err(pos) => self.tags.insert(
+                        pos,
+                        TagEngagement {
+                            tag,
+                            decayed,
+                            lifetime,
+                        },
+                    ),
                 }
             }
         }
@@ -274,9 +296,12 @@ impl UserFeatureState {
         out.push(ratio(f64::from(self.n_weekend), n));
         debug_assert_eq!(out.len(), BASE_FEATURES.len());
         let base = out.len();
-        out.resize(base + spec.tags.len(), 0.0);
-        for &(tag, value) in &self.decayed_tags {
-            out[base + usize::from(tag)] = ratio(value, self.decayed_engagement);
+        let n_tags = spec.tags.len();
+        out.resize(base + 2 * n_tags, 0.0);
+        for t in &self.tags {
+            let i = base + usize::from(t.tag);
+            out[i] = ratio(t.decayed, self.decayed_engagement);
+            out[i + n_tags] = ratio(t.lifetime, self.lifetime_engagement);
         }
     }
 }
@@ -441,6 +466,9 @@ mod tests {
         let e_tent = 5.0 * w(3.5);
         assert!(close(f("tag:outdoor"), 1.0));
         assert!(close(f("tag:baby"), e_view / (e_view + e_tent)));
+        // lifetime shares weigh the same engagement without decay: 1 vs 5
+        assert!(close(f("tag_lifetime:outdoor"), 1.0));
+        assert!(close(f("tag_lifetime:baby"), 1.0 / 6.0));
     }
 
     #[test]

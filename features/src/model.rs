@@ -39,7 +39,10 @@ impl Standardizer {
 
     pub fn transform(&self, x: &Array2<f64>) -> Array2<f64> {
         let mut out = x.clone();
-        for (mut column, (m, s)) in out.axis_iter_mut(Axis(1)).zip(self.mean.iter().zip(&self.scale)) {
+        for (mut column, (m, s)) in out
+            .axis_iter_mut(Axis(1))
+            .zip(self.mean.iter().zip(&self.scale))
+        {
             column.mapv_inplace(|v| (v - m) / s);
         }
         out
@@ -136,10 +139,16 @@ impl ClassifierModel {
             Some(p) => p
                 .axis_iter(Axis(0))
                 .map(|row| {
-                    let (class, confidence) = row
-                        .iter()
-                        .enumerate()
-                        .fold((0, f64::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+                    let (class, confidence) =
+                        row.iter()
+                            .enumerate()
+                            .fold((0, f64::NEG_INFINITY), |best, (i, &v)| {
+                                if v > best.1 {
+                                    (i, v)
+                                } else {
+                                    best
+                                }
+                            });
                     Prediction {
                         class,
                         confidence: Some(confidence),
@@ -187,6 +196,101 @@ impl ClassifierModel {
 
     /// A one-row matrix from a feature vector.
     pub fn row(vector: &[f64]) -> Array2<f64> {
-        Array2::from_shape_vec((1, vector.len()), vector.to_vec()).unwrap_or_else(|_| Array2::zeros((1, 0)))
+        Array2::from_shape_vec((1, vector.len()), vector.to_vec())
+            .unwrap_or_else(|_| Array2::zeros((1, 0)))
+    }
+}
+
+/// Ranks topics for a user: a pointwise learning-to-rank model. Each
+/// (user, topic) pair is described by the user's decayed and lifetime
+/// engagement share with that topic, the user's activity (how much those
+/// shares can be trusted) and their products, plus the topic's identity (its
+/// prior popularity); a binary classifier scores "this topic is one of the
+/// user's interests", and topics are ranked by that probability.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopicRanker {
+    pub topics: Vec<String>,
+    /// Per topic, the positions of its `tag:` and `tag_lifetime:` features in
+    /// the feature vector (absent when the topic is not a catalog tag).
+    pub share_indices: Vec<Option<(usize, usize)>>,
+    /// Position of `log_interactions` in the feature vector.
+    pub activity_index: usize,
+    /// Classes `["no", "yes"]` over pair features.
+    pub pair_model: ClassifierModel,
+}
+
+/// Number of non-identity pair features.
+const PAIR_BASE: usize = 5;
+
+impl TopicRanker {
+    /// Pair features of every (row of `x`, topic), row-major by user.
+    pub fn pair_matrix(
+        topics: usize,
+        share_indices: &[Option<(usize, usize)>],
+        activity_index: usize,
+        x: &Array2<f64>,
+    ) -> Array2<f64> {
+        let width = PAIR_BASE + topics;
+        let mut out = Array2::<f64>::zeros((x.nrows() * topics, width));
+        for (u, row) in x.axis_iter(Axis(0)).enumerate() {
+            let activity = row[activity_index];
+            for t in 0..topics {
+                let (decayed, lifetime) =
+                    share_indices[t].map_or((0.0, 0.0), |(d, l)| (row[d], row[l]));
+                let mut pair = out.row_mut(u * topics + t);
+                pair[0] = decayed;
+                pair[1] = lifetime;
+                pair[2] = activity;
+                pair[3] = decayed * activity;
+                pair[4] = lifetime * activity;
+                pair[PAIR_BASE + t] = 1.0;
+            }
+        }
+        out
+    }
+
+    /// Topic indices ranked by score, strongest first, `top` per row.
+    pub fn rank(&self, x: &Array2<f64>, top: usize) -> Vec<Vec<(usize, f64)>> {
+        let k = self.topics.len();
+        let pairs = Self::pair_matrix(k, &self.share_indices, self.activity_index, x);
+        let scores = self
+            .pair_model
+            .probabilities(&pairs)
+            .map(|p| p.column(1).to_owned())
+            .unwrap_or_else(|| Array1::zeros(pairs.nrows()));
+        (0..x.nrows())
+            .map(|u| {
+                let mut ranked: Vec<(usize, f64)> =
+                    (0..k).map(|t| (t, scores[u * k + t])).collect();
+                ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+                ranked.truncate(top);
+                ranked
+            })
+            .collect()
+    }
+
+    /// Names of the top topics per row.
+    pub fn top_names(&self, x: &Array2<f64>, top: usize) -> Vec<Vec<String>> {
+        self.rank(x, top)
+            .into_iter()
+            .map(|r| r.into_iter().map(|(t, _)| self.topics[t].clone()).collect())
+            .collect()
+    }
+}
+
+/// What an artifact's model file holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProfileModel {
+    Classifier(ClassifierModel),
+    TopicRanker(TopicRanker),
+}
+
+impl ProfileModel {
+    pub fn family(&self) -> &str {
+        match self {
+            ProfileModel::Classifier(m) => &m.family,
+            ProfileModel::TopicRanker(m) => &m.pair_model.family,
+        }
     }
 }

@@ -273,7 +273,11 @@ impl Registry {
                 })?;
             out.push(manifest);
         }
-        out.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.version.cmp(&b.version)));
+        out.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then(a.version.cmp(&b.version))
+        });
         Ok(out)
     }
 
@@ -301,10 +305,12 @@ impl Registry {
 
     /// Loads the promoted version.
     pub fn load_current(&self, name: &str) -> Result<Artifact> {
-        let version = self.current(name)?.ok_or_else(|| RegistryError::NothingPromoted {
-            name: name.to_owned(),
-            path: self.root.join(name).join(CURRENT),
-        })?;
+        let version = self
+            .current(name)?
+            .ok_or_else(|| RegistryError::NothingPromoted {
+                name: name.to_owned(),
+                path: self.root.join(name).join(CURRENT),
+            })?;
         self.load(name, &version)
     }
 
@@ -391,7 +397,10 @@ mod tests {
             .promote("profile", "profile-2026-01-01T00-00-00Z", false)
             .expect("promote");
         let loaded = registry.load_current("profile").expect("load");
-        assert_eq!(loaded.file("spending_class.json"), Some(&b"{\"w\":[1,2]}"[..]));
+        assert_eq!(
+            loaded.file("spending_class.json"),
+            Some(&b"{\"w\":[1,2]}"[..])
+        );
         assert!(matches!(
             registry.promote("profile", "nope", false),
             Err(RegistryError::UnknownVersion { .. })
@@ -426,7 +435,9 @@ mod tests {
         let registry = Registry::new(tmp.path());
         let dir = registry.write(manifest(false), &[]).expect("write");
         let version = dir.file_name().expect("name").to_string_lossy().to_string();
-        let err = registry.promote("profile", &version, false).expect_err("refused");
+        let err = registry
+            .promote("profile", &version, false)
+            .expect_err("refused");
         assert!(err.to_string().contains("spendingClass"), "{err}");
         assert_eq!(registry.current("profile").expect("current"), None);
         registry.promote("profile", &version, true).expect("forced");

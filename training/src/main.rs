@@ -131,10 +131,17 @@ fn models(registry: PathBuf, command: ModelsCommand) -> Result<()> {
             let current = registry.current(MODEL_NAME)?;
             let versions = registry.list(MODEL_NAME)?;
             if versions.is_empty() {
-                println!("no versions in {}", registry.root().join(MODEL_NAME).display());
+                println!(
+                    "no versions in {}",
+                    registry.root().join(MODEL_NAME).display()
+                );
             }
             for m in versions {
-                let mark = if current.as_deref() == Some(m.version.as_str()) { "*" } else { " " };
+                let mark = if current.as_deref() == Some(m.version.as_str()) {
+                    "*"
+                } else {
+                    " "
+                };
                 let below = m.below_baseline();
                 let trained: Vec<String> = m
                     .models
@@ -146,7 +153,11 @@ fn models(registry: PathBuf, command: ModelsCommand) -> Result<()> {
                     m.version,
                     m.created_at.format("%Y-%m-%d %H:%M:%S UTC"),
                     trained.join(" "),
-                    if below.is_empty() { String::new() } else { format!("  BELOW BASELINE: {}", below.join(", ")) }
+                    if below.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  BELOW BASELINE: {}", below.join(", "))
+                    }
                 );
             }
         }
@@ -226,7 +237,8 @@ fn main() -> Result<()> {
             labels,
             out,
         } => {
-            let metrics = training::train::evaluate(&model, &interactions, &catalog, &labels, true)?;
+            let metrics =
+                training::train::evaluate(&model, &interactions, &catalog, &labels, true)?;
             if let Some(out) = out {
                 std::fs::write(&out, serde_json::to_string_pretty(&metrics)?)
                     .with_context(|| format!("writing {}", out.display()))?;

@@ -35,7 +35,11 @@ impl ClassMetrics {
             let predicted_i: usize = confusion.iter().map(|row| row[i]).sum();
             let tp = confusion[i][i] as f64;
             let recall = if actual > 0 { tp / actual as f64 } else { 0.0 };
-            let precision = if predicted_i > 0 { tp / predicted_i as f64 } else { 0.0 };
+            let precision = if predicted_i > 0 {
+                tp / predicted_i as f64
+            } else {
+                0.0
+            };
             if actual > 0 {
                 per_class_recall.insert(class.clone(), recall);
                 f1_classes += 1;
@@ -48,8 +52,16 @@ impl ClassMetrics {
         }
         ClassMetrics {
             users: n,
-            accuracy: if n > 0 { correct as f64 / n as f64 } else { 0.0 },
-            macro_f1: if f1_classes > 0 { f1_sum / f1_classes as f64 } else { 0.0 },
+            accuracy: if n > 0 {
+                correct as f64 / n as f64
+            } else {
+                0.0
+            },
+            macro_f1: if f1_classes > 0 {
+                f1_sum / f1_classes as f64
+            } else {
+                0.0
+            },
             per_class_recall,
             confusion,
         }
@@ -125,19 +137,29 @@ mod tests {
         let truth = [0, 0, 1, 1, 2];
         let predicted = [0, 1, 1, 1, 0];
         let m = ClassMetrics::compute(&truth, &predicted, &classes);
-        assert_eq!(m.confusion, vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]);
+        assert_eq!(
+            m.confusion,
+            vec![vec![1, 1, 0], vec![0, 2, 0], vec![1, 0, 0]]
+        );
         assert!((m.accuracy - 0.6).abs() < 1e-12);
         // F1: a = 2·0.5·0.5/1 = 0.5; b = 2·(2/3)·1/(5/3) = 0.8; c = 0
         assert!((m.macro_f1 - (0.5 + 0.8 + 0.0) / 3.0).abs() < 1e-12);
         assert_eq!(m.per_class_recall["b"], 1.0);
         let majority = ClassMetrics::compute(&truth, &[0, 0, 0, 0, 0], &classes);
-        assert!(m.beats(&majority) == (m.accuracy > majority.accuracy && m.macro_f1 > majority.macro_f1));
+        assert!(
+            m.beats(&majority)
+                == (m.accuracy > majority.accuracy && m.macro_f1 > majority.macro_f1)
+        );
     }
 
     #[test]
     fn precision_at_3() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let p = precision_at_k(&[s(&["a", "b", "c"]), s(&["x"])], &[s(&["a", "c"]), s(&["x", "y"])], 3);
+        let p = precision_at_k(
+            &[s(&["a", "b", "c"]), s(&["x"])],
+            &[s(&["a", "c"]), s(&["x", "y"])],
+            3,
+        );
         assert!((p - (2.0 / 3.0 + 1.0 / 3.0) / 2.0).abs() < 1e-12);
     }
 }

@@ -15,8 +15,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use features::batch::io::{cols, read_catalog, read_interactions, read_labels};
 use features::batch::{compute_features, USER_ID};
 use features::definition::CatalogIndex;
+use features::definition::BASE_FEATURES;
 use features::incremental::{FoldInput, UserFeatureState};
-use features::model::{Classifier, ClassifierModel, Standardizer};
+use features::model::{Classifier, ClassifierModel, ProfileModel, Standardizer, TopicRanker};
 use features::registry::{sha256_file, DataFingerprint, Manifest, ModelEntry, Registry};
 use features::{FeatureParams, FeatureSpec, InteractionType, LabelRow, LifeStage};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -71,7 +72,10 @@ fn file_name(target: &str) -> String {
 fn vocabulary(target: &str, labels: &[LabelRow]) -> Vec<String> {
     match target {
         SPENDING_CLASS => (1..=5).map(|c| c.to_string()).collect(),
-        LIFE_STAGE => LifeStage::ALL.iter().map(|l| l.as_str().to_owned()).collect(),
+        LIFE_STAGE => LifeStage::ALL
+            .iter()
+            .map(|l| l.as_str().to_owned())
+            .collect(),
         _ => {
             let set: std::collections::BTreeSet<&str> = labels
                 .iter()
@@ -84,13 +88,17 @@ fn vocabulary(target: &str, labels: &[LabelRow]) -> Vec<String> {
     }
 }
 
-/// The class index of a user's label for `target`, if they have one. For
-/// topics the model learns the strongest (first) topic and ranks all.
+/// The class index of a user's label for `target`, if they have one.
 fn label_class(target: &str, label: &LabelRow, vocab: &[String]) -> Option<usize> {
     let name = match target {
         SPENDING_CLASS => label.spending_class?.to_string(),
         LIFE_STAGE => label.life_stage?.as_str().to_owned(),
-        _ => label.topics.as_ref()?.first()?.clone(),
+        // Topics are ranked, not classified: the "class" only marks users
+        // whose label names at least one known topic.
+        _ => {
+            let topics = label.topics.as_ref()?;
+            return topics.iter().any(|t| vocab.contains(t)).then_some(0);
+        }
     };
     vocab.iter().position(|v| *v == name)
 }
@@ -109,7 +117,9 @@ impl Histories {
         let mut seen = HashSet::new();
         let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
         for (row, (user, id)) in users.iter().zip(ids.iter()).enumerate() {
-            let (Some(user), Some(id)) = (user, id) else { continue };
+            let (Some(user), Some(id)) = (user, id) else {
+                continue;
+            };
             if wanted.contains(user) && seen.insert(id) {
                 rows.entry(user.to_owned()).or_default().push(row);
             }
@@ -147,7 +157,13 @@ impl<'a> LogColumns<'a> {
 
     /// The feature vector a user had right after their first `k` interactions,
     /// as serving would have computed it then.
-    fn vector_after(&self, spec: &FeatureSpec, index: &CatalogIndex, rows: &[usize], k: usize) -> Vec<f64> {
+    fn vector_after(
+        &self,
+        spec: &FeatureSpec,
+        index: &CatalogIndex,
+        rows: &[usize],
+        k: usize,
+    ) -> Vec<f64> {
         let mut state = UserFeatureState::new();
         let mut as_of = 0;
         for &r in rows.iter().take(k) {
@@ -178,7 +194,11 @@ impl<'a> LogColumns<'a> {
         }
         let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
         ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        ranked.into_iter().take(k).map(|(c, _)| c.to_owned()).collect()
+        ranked
+            .into_iter()
+            .take(k)
+            .map(|(c, _)| c.to_owned())
+            .collect()
     }
 }
 
@@ -189,8 +209,14 @@ struct UserFeatures {
     users: Vec<String>,
 }
 
-fn user_features(table: &DataFrame, labels: &[LabelRow], spec: &FeatureSpec, as_of: i64) -> Result<UserFeatures> {
-    let rows: HashMap<String, Vec<f64>> = features::batch::feature_rows(table)?.into_iter().collect();
+fn user_features(
+    table: &DataFrame,
+    labels: &[LabelRow],
+    spec: &FeatureSpec,
+    as_of: i64,
+) -> Result<UserFeatures> {
+    let rows: HashMap<String, Vec<f64>> =
+        features::batch::feature_rows(table)?.into_iter().collect();
     let empty = UserFeatureState::new().vector(spec, as_of);
     let d = spec.len();
     let mut x = Array2::<f64>::zeros((labels.len(), d));
@@ -216,14 +242,20 @@ fn class_weights(y: &[usize], k: usize) -> Vec<f64> {
     let n = y.len() as f64;
     counts
         .iter()
-        .map(|&c| if c > 0 { n / (k as f64 * c as f64) } else { 0.0 })
+        .map(|&c| {
+            if c > 0 {
+                n / (k as f64 * c as f64)
+            } else {
+                0.0
+            }
+        })
         .collect()
 }
 
 /// Fits every candidate family on the training rows. Class imbalance: trees
 /// train with class-balanced sample weights; probabilistic families are also
 /// offered with prior correction (probabilities divided by class frequency).
-fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String], topics: bool) -> Vec<ClassifierModel> {
+fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<ClassifierModel> {
     let standardizer = Standardizer::fit(x);
     let z = standardizer.transform(x);
     let targets = Array1::from(y.to_vec());
@@ -239,25 +271,36 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String], topics: bool
     };
     match MultiLogisticRegression::default()
         .alpha(1.0)
-        .max_iterations(if topics { 80 } else { 120 })
+        .max_iterations(120)
         .gradient_tolerance(1e-4)
         .fit(&dataset)
     {
         Ok(m) => {
-            out.push(model("logistic_regression", Classifier::Logistic(m.clone()), false));
-            if !topics {
-                out.push(model("logistic_regression_balanced", Classifier::Logistic(m), true));
-            }
+            out.push(model(
+                "logistic_regression",
+                Classifier::Logistic(m.clone()),
+                false,
+            ));
+            out.push(model(
+                "logistic_regression_balanced",
+                Classifier::Logistic(m),
+                true,
+            ));
         }
         Err(e) => eprintln!("  logistic regression failed: {e}"),
     }
-    if topics {
-        return out;
-    }
     match GaussianNb::params().fit(&dataset) {
         Ok(m) => {
-            out.push(model("gaussian_nb", Classifier::NaiveBayes(m.clone()), false));
-            out.push(model("gaussian_nb_balanced", Classifier::NaiveBayes(m), true));
+            out.push(model(
+                "gaussian_nb",
+                Classifier::NaiveBayes(m.clone()),
+                false,
+            ));
+            out.push(model(
+                "gaussian_nb_balanced",
+                Classifier::NaiveBayes(m),
+                true,
+            ));
         }
         Err(e) => eprintln!("  gaussian naive Bayes failed: {e}"),
     }
@@ -272,6 +315,46 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String], topics: bool
         Err(e) => eprintln!("  decision tree failed: {e}"),
     }
     out
+}
+
+/// Fits the topic ranker on training users' feature rows and topic labels.
+fn fit_topic_ranker(
+    spec: &FeatureSpec,
+    x: &Array2<f64>,
+    relevant: &[Vec<String>],
+    topics: &[String],
+) -> Result<TopicRanker> {
+    let share_indices: Vec<Option<(usize, usize)>> =
+        topics.iter().map(|t| spec.tag_feature_indices(t)).collect();
+    let activity_index = BASE_FEATURES
+        .iter()
+        .position(|f| *f == "log_interactions")
+        .unwrap_or(0);
+    let pairs = TopicRanker::pair_matrix(topics.len(), &share_indices, activity_index, x);
+    let y: Vec<usize> = relevant
+        .iter()
+        .flat_map(|r| topics.iter().map(move |t| usize::from(r.contains(t))))
+        .collect();
+    let standardizer = Standardizer::fit(&pairs);
+    let dataset = Dataset::new(standardizer.transform(&pairs), Array1::from(y));
+    let fitted = MultiLogisticRegression::default()
+        .alpha(1.0)
+        .max_iterations(120)
+        .gradient_tolerance(1e-4)
+        .fit(&dataset)
+        .map_err(|e| anyhow!("topic ranker: {e}"))?;
+    Ok(TopicRanker {
+        topics: topics.to_vec(),
+        share_indices,
+        activity_index,
+        pair_model: ClassifierModel {
+            family: "pointwise_logistic_ranker".to_owned(),
+            classes: vec!["no".to_owned(), "yes".to_owned()],
+            standardizer,
+            classifier: Classifier::Logistic(fitted),
+            class_weights: None,
+        },
+    })
 }
 
 fn predict_classes(model: &ClassifierModel, x: &Array2<f64>) -> Vec<usize> {
@@ -303,7 +386,12 @@ pub struct TargetReport {
 }
 
 /// Evaluates a classifier against the majority-class baseline.
-fn evaluate_classifier(model: &ClassifierModel, x: &Array2<f64>, truth: &[usize], majority: usize) -> Evaluation {
+fn evaluate_classifier(
+    model: &ClassifierModel,
+    x: &Array2<f64>,
+    truth: &[usize],
+    majority: usize,
+) -> Evaluation {
     let predicted = predict_classes(model, x);
     let m = ClassMetrics::compute(truth, &predicted, &model.classes);
     let b = ClassMetrics::compute(truth, &vec![majority; truth.len()], &model.classes);
@@ -314,17 +402,14 @@ fn evaluate_classifier(model: &ClassifierModel, x: &Array2<f64>, truth: &[usize]
     }
 }
 
-fn topic_names(model: &ClassifierModel, x: &Array2<f64>) -> Vec<Vec<String>> {
-    model
-        .rank(x, TOP_K)
-        .into_iter()
-        .map(|r| r.into_iter().map(|(c, _)| model.classes[c].clone()).collect())
-        .collect()
-}
-
 /// Evaluates a topic ranker against the most-frequent-past-categories baseline.
-fn evaluate_topics(model: &ClassifierModel, x: &Array2<f64>, relevant: &[Vec<String>], baseline: &[Vec<String>]) -> Evaluation {
-    let m = precision_at_k(&topic_names(model, x), relevant, TOP_K);
+fn evaluate_topics(
+    model: &TopicRanker,
+    x: &Array2<f64>,
+    relevant: &[Vec<String>],
+    baseline: &[Vec<String>],
+) -> Evaluation {
+    let m = precision_at_k(&model.top_names(x, TOP_K), relevant, TOP_K);
     let b = precision_at_k(baseline, relevant, TOP_K);
     Evaluation {
         model: serde_json::json!({"users": relevant.len(), "precision_at_3": m}),
@@ -339,7 +424,11 @@ fn metric_of(e: &serde_json::Value, name: &str) -> f64 {
 
 /// Rows of the printed table for one target's report.
 fn report_rows(target: &str, family: &str, evals: &[(String, &Evaluation)]) -> Vec<ReportRow> {
-    let metrics: &[&str] = if target == TOPICS { &["precision_at_3"] } else { &["accuracy", "macro_f1"] };
+    let metrics: &[&str] = if target == TOPICS {
+        &["precision_at_3"]
+    } else {
+        &["accuracy", "macro_f1"]
+    };
     let mut rows = Vec::new();
     for (users, e) in evals {
         for m in metrics {
@@ -357,8 +446,14 @@ fn report_rows(target: &str, family: &str, evals: &[(String, &Evaluation)]) -> V
 }
 
 fn spinner(enabled: bool) -> ProgressBar {
-    let bar = if enabled { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"));
+    let bar = if enabled {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("valid template"),
+    );
     bar.enable_steady_tick(Duration::from_millis(120));
     bar
 }
@@ -404,7 +499,9 @@ fn prepare(
     let catalog = read_catalog(catalog)?;
     let spec = match spec {
         Some(s) => s,
-        None => FeatureParams::default().fit(&catalog).context("feature parameters")?,
+        None => FeatureParams::default()
+            .fit(&catalog)
+            .context("feature parameters")?,
     };
     let index = spec.index_catalog(&catalog);
     bar.set_message("reading labels");
@@ -418,7 +515,10 @@ fn prepare(
         }
     });
     let as_of = latest_timestamp(&log)?.unwrap_or(0);
-    bar.set_message(format!("computing features of {} interactions", log.height()));
+    bar.set_message(format!(
+        "computing features of {} interactions",
+        log.height()
+    ));
     let table = compute_features(&spec, &index, &log, as_of)?;
     let users_with_history = table.height();
     let _ = USER_ID;
@@ -463,18 +563,28 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
         let hashing = s.spawn(|| -> Result<BTreeMap<String, String>> {
             let mut files = BTreeMap::new();
             for path in [&args.interactions, &args.catalog, &args.labels] {
-                let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_default();
                 files.insert(name, sha256_file(path)?);
             }
             Ok(files)
         });
         let prepared = prepare(&args.interactions, &args.catalog, &args.labels, None, &bar);
-        let fingerprint = hashing.join().map_err(|_| anyhow!("hashing thread panicked"))?;
+        let fingerprint = hashing
+            .join()
+            .map_err(|_| anyhow!("hashing thread panicked"))?;
         Ok::<_, anyhow::Error>((prepared?, fingerprint?))
     })?;
     let features_done = started.elapsed();
     let x = &prepared.features.x;
-    let splits: Vec<Split> = prepared.features.users.iter().map(|u| split_of(args.seed, u)).collect();
+    let splits: Vec<Split> = prepared
+        .features
+        .users
+        .iter()
+        .map(|u| split_of(args.seed, u))
+        .collect();
     let test_users: HashSet<&str> = prepared
         .features
         .users
@@ -500,7 +610,11 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
             .filter_map(|(i, l)| label_class(target, l, &vocab).map(|c| (i, c)))
             .collect();
         let part = |split: Split| -> (Vec<usize>, Vec<usize>) {
-            labelled.iter().filter(|(i, _)| splits[*i] == split).copied().unzip()
+            labelled
+                .iter()
+                .filter(|(i, _)| splits[*i] == split)
+                .copied()
+                .unzip()
         };
         let (train_rows, train_y) = part(Split::Train);
         let (val_rows, val_y) = part(Split::Validation);
@@ -509,7 +623,10 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
             let why = if labelled.is_empty() {
                 "no labels in the labels file".to_owned()
             } else {
-                format!("only {} labelled users: too few to train and evaluate", labelled.len())
+                format!(
+                    "only {} labelled users: too few to train and evaluate",
+                    labelled.len()
+                )
             };
             bar.suspend(|| println!("{target}: not trained: {why}"));
             entries.push(ModelEntry {
@@ -523,7 +640,6 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
         }
         let topics = target == TOPICS;
         bar.set_message(format!("training {target} on {} users", train_rows.len()));
-        let candidates = fit_candidates(&select(x, &train_rows), &train_y, &vocab, topics);
         let x_val = select(x, &val_rows);
         let relevant = |rows: &[usize]| -> Vec<Vec<String>> {
             rows.iter()
@@ -531,56 +647,76 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
                 .collect()
         };
         let mut scores = BTreeMap::new();
-        let mut best: Option<(f64, ClassifierModel)> = None;
-        for candidate in candidates {
-            let score = if topics {
-                precision_at_k(&topic_names(&candidate, &x_val), &relevant(&val_rows), TOP_K)
-            } else {
-                ClassMetrics::compute(&val_y, &predict_classes(&candidate, &x_val), &vocab).macro_f1
-            };
-            scores.insert(candidate.family.clone(), score);
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, candidate));
+        let model = if topics {
+            let ranker = fit_topic_ranker(
+                &prepared.spec,
+                &select(x, &train_rows),
+                &relevant(&train_rows),
+                &vocab,
+            )?;
+            let score = precision_at_k(
+                &ranker.top_names(&x_val, TOP_K),
+                &relevant(&val_rows),
+                TOP_K,
+            );
+            scores.insert(ranker.pair_model.family.clone(), score);
+            ProfileModel::TopicRanker(ranker)
+        } else {
+            let mut best: Option<(f64, ClassifierModel)> = None;
+            for candidate in fit_candidates(&select(x, &train_rows), &train_y, &vocab) {
+                let score =
+                    ClassMetrics::compute(&val_y, &predict_classes(&candidate, &x_val), &vocab)
+                        .macro_f1;
+                scores.insert(candidate.family.clone(), score);
+                if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                    best = Some((score, candidate));
+                }
             }
-        }
-        let Some((_, model)) = best else {
-            bail!("{target}: every model family failed to fit");
+            let Some((_, model)) = best else {
+                bail!("{target}: every model family failed to fit");
+            };
+            ProfileModel::Classifier(model)
         };
         bar.set_message(format!("evaluating {target}"));
         let majority = {
             let mut counts = vec![0usize; vocab.len()];
             train_y.iter().for_each(|&c| counts[c] += 1);
-            (0..vocab.len()).max_by_key(|&c| (counts[c], std::cmp::Reverse(c))).unwrap_or(0)
+            (0..vocab.len())
+                .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
+                .unwrap_or(0)
         };
         let x_test = select(x, &test_rows);
-        let test_user_ids: Vec<&str> = test_rows.iter().map(|&i| prepared.labels[i].user_id.as_str()).collect();
-        let test = if topics {
-            let baseline: Vec<Vec<String>> = test_user_ids
-                .iter()
-                .map(|u| columns.top_categories(&prepared.index, histories.of(u), TOP_K))
-                .collect();
-            evaluate_topics(&model, &x_test, &relevant(&test_rows), &baseline)
-        } else {
-            evaluate_classifier(&model, &x_test, &test_y, majority)
+        let test_user_ids: Vec<&str> = test_rows
+            .iter()
+            .map(|&i| prepared.labels[i].user_id.as_str())
+            .collect();
+        let full_baseline: Vec<Vec<String>> = test_user_ids
+            .iter()
+            .map(|u| columns.top_categories(&prepared.index, histories.of(u), TOP_K))
+            .collect();
+        let test_relevant = relevant(&test_rows);
+        let evaluate = |x: &Array2<f64>, baseline: &[Vec<String>]| match &model {
+            ProfileModel::TopicRanker(m) => evaluate_topics(m, x, &test_relevant, baseline),
+            ProfileModel::Classifier(m) => evaluate_classifier(m, x, &test_y, majority),
         };
+        let test = evaluate(&x_test, &full_baseline);
         let mut cold_start = BTreeMap::new();
         for k in COLD_START {
             let (x_cold, baseline) = cold_start_inputs(&prepared, &histories, &test_user_ids, k)?;
-            let e = if topics {
-                evaluate_topics(&model, &x_cold, &relevant(&test_rows), &baseline)
-            } else {
-                evaluate_classifier(&model, &x_cold, &test_y, majority)
-            };
-            cold_start.insert(format!("first_{k}"), e);
+            cold_start.insert(format!("first_{k}"), evaluate(&x_cold, &baseline));
         }
         let mut evals = vec![("test".to_owned(), &test)];
-        evals.extend(cold_start.iter().map(|(k, e)| (format!("test, {}", k.replace('_', " ")), e)));
-        table.extend(report_rows(target, &model.family, &evals));
+        evals.extend(
+            cold_start
+                .iter()
+                .map(|(k, e)| (format!("test, {}", k.replace('_', " ")), e)),
+        );
+        table.extend(report_rows(target, model.family(), &evals));
         let file = file_name(target);
         files.push((file.clone(), serde_json::to_vec(&model)?));
         entries.push(ModelEntry {
             target: target.to_owned(),
-            family: Some(model.family.clone()),
+            family: Some(model.family().to_owned()),
             skipped: None,
             file: Some(file),
             beats_baseline: test.beats_baseline,
@@ -589,7 +725,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
         reports.insert(
             target.to_owned(),
             TargetReport {
-                family: model.family.clone(),
+                family: model.family().to_owned(),
                 labelled_users: labelled.len(),
                 train_users: train_rows.len(),
                 validation_users: val_rows.len(),
@@ -631,24 +767,44 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
     };
     let dir = Registry::new(&args.registry).write(manifest, &files)?;
     bar.finish_and_clear();
-    print_table(&format!("metrics on held-out users (seed {})", args.seed), &table);
-    let manifest: Manifest = serde_json::from_slice(&std::fs::read(dir.join(features::registry::MANIFEST))?)?;
+    print_table(
+        &format!("metrics on held-out users (seed {})", args.seed),
+        &table,
+    );
+    let manifest: Manifest =
+        serde_json::from_slice(&std::fs::read(dir.join(features::registry::MANIFEST))?)?;
     println!(
         "\nwrote {} in {:.1}s (features {:.1}s)",
         dir.display(),
         started.elapsed().as_secs_f64(),
         features_done.as_secs_f64()
     );
-    Ok(TrainOutcome { dir, manifest, reports })
+    Ok(TrainOutcome {
+        dir,
+        manifest,
+        reports,
+    })
 }
 
 /// `evaluate`: an existing artifact on any labelled data (every labelled user
 /// counts; nothing is held out because nothing is fitted).
-pub fn evaluate(model_dir: &Path, interactions: &Path, catalog: &Path, labels: &Path, progress: bool) -> Result<serde_json::Value> {
+pub fn evaluate(
+    model_dir: &Path,
+    interactions: &Path,
+    catalog: &Path,
+    labels: &Path,
+    progress: bool,
+) -> Result<serde_json::Value> {
     let bar = spinner(progress);
     let artifact = features::registry::Artifact::load(model_dir)?;
     let manifest = &artifact.manifest;
-    let prepared = prepare(interactions, catalog, labels, Some(manifest.feature_spec.clone()), &bar)?;
+    let prepared = prepare(
+        interactions,
+        catalog,
+        labels,
+        Some(manifest.feature_spec.clone()),
+        &bar,
+    )?;
     let all_users: HashSet<&str> = prepared.labels.iter().map(|l| l.user_id.as_str()).collect();
     let histories = Histories::collect(&prepared.log, &all_users)?;
     let columns = LogColumns::new(&prepared.log)?;
@@ -657,14 +813,22 @@ pub fn evaluate(model_dir: &Path, interactions: &Path, catalog: &Path, labels: &
     let mut table = Vec::new();
     for entry in &manifest.models {
         let Some(file) = &entry.file else { continue };
-        let bytes = artifact.file(file).ok_or_else(|| anyhow!("{file} missing from the artifact"))?;
-        let model: ClassifierModel = serde_json::from_slice(bytes).with_context(|| format!("reading {file}"))?;
+        let bytes = artifact
+            .file(file)
+            .ok_or_else(|| anyhow!("{file} missing from the artifact"))?;
+        let model: ProfileModel =
+            serde_json::from_slice(bytes).with_context(|| format!("reading {file}"))?;
         let target = entry.target.as_str();
+        let vocab = manifest
+            .label_vocabularies
+            .get(target)
+            .cloned()
+            .unwrap_or_default();
         let labelled: Vec<(usize, usize)> = prepared
             .labels
             .iter()
             .enumerate()
-            .filter_map(|(i, l)| label_class(target, l, &model.classes).map(|c| (i, c)))
+            .filter_map(|(i, l)| label_class(target, l, &vocab).map(|c| (i, c)))
             .collect();
         if labelled.is_empty() {
             bar.suspend(|| println!("{target}: no labels for it in {}", labels.display()));
@@ -673,19 +837,20 @@ pub fn evaluate(model_dir: &Path, interactions: &Path, catalog: &Path, labels: &
         bar.set_message(format!("evaluating {target}"));
         let (rows, truth): (Vec<usize>, Vec<usize>) = labelled.into_iter().unzip();
         let x = select(&prepared.features.x, &rows);
-        let users: Vec<&str> = rows.iter().map(|&i| prepared.labels[i].user_id.as_str()).collect();
+        let users: Vec<&str> = rows
+            .iter()
+            .map(|&i| prepared.labels[i].user_id.as_str())
+            .collect();
         let relevant: Vec<Vec<String>> = rows
             .iter()
             .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
             .collect();
-        let majority = training_reports[target]["majority_class"].as_u64().unwrap_or(0) as usize;
-        let topics = target == TOPICS;
-        let eval = |x: &Array2<f64>, baseline: &[Vec<String>]| {
-            if topics {
-                evaluate_topics(&model, x, &relevant, baseline)
-            } else {
-                evaluate_classifier(&model, x, &truth, majority)
-            }
+        let majority = training_reports[target]["majority_class"]
+            .as_u64()
+            .unwrap_or(0) as usize;
+        let eval = |x: &Array2<f64>, baseline: &[Vec<String>]| match &model {
+            ProfileModel::TopicRanker(m) => evaluate_topics(m, x, &relevant, baseline),
+            ProfileModel::Classifier(m) => evaluate_classifier(m, x, &truth, majority),
         };
         let full_baseline: Vec<Vec<String>> = users
             .iter()
@@ -699,10 +864,16 @@ pub fn evaluate(model_dir: &Path, interactions: &Path, catalog: &Path, labels: &
         }
         let mut evals = vec![("all".to_owned(), &all)];
         evals.extend(cold.iter().map(|(k, e)| (k.replace('_', " "), e)));
-        table.extend(report_rows(target, &model.family, &evals));
-        out.insert(target.to_owned(), serde_json::json!({"all": all, "cold_start": cold}));
+        table.extend(report_rows(target, model.family(), &evals));
+        out.insert(
+            target.to_owned(),
+            serde_json::json!({"all": all, "cold_start": cold}),
+        );
     }
     bar.finish_and_clear();
-    print_table(&format!("{} on {}", manifest.version, labels.display()), &table);
+    print_table(
+        &format!("{} on {}", manifest.version, labels.display()),
+        &table,
+    );
     Ok(serde_json::json!({"version": manifest.version, "targets": out}))
 }

@@ -153,6 +153,10 @@ pub fn compute_features(
             .filter(col("lp").is_not_null())
             .sum()
             .alias("decayed_engagement"),
+        col("e")
+            .filter(col("lp").is_not_null())
+            .sum()
+            .alias("lifetime_engagement"),
         count_if(col("weekday").gt_eq(lit(5i64))).alias("n_weekend"),
     ];
     for kind in InteractionType::ALL {
@@ -237,9 +241,16 @@ pub fn compute_features(
             JoinArgs::new(JoinType::Inner),
         )
         .group_by([col(cols::USER), col("tag")])
-        .agg([(col("w") * col("e")).sum().alias("tag_engagement")])
+        .agg([
+            (col("w") * col("e")).sum().alias("tag_engagement"),
+            col("e").sum().alias("tag_lifetime"),
+        ])
         .join(
-            per_user.select([col(cols::USER), col("decayed_engagement")]),
+            per_user.select([
+                col(cols::USER),
+                col("decayed_engagement"),
+                col("lifetime_engagement"),
+            ]),
             [col(cols::USER)],
             [col(cols::USER)],
             JoinArgs::new(JoinType::Inner),
@@ -248,6 +259,7 @@ pub fn compute_features(
             col(cols::USER),
             col("tag"),
             ratio(col("tag_engagement"), col("decayed_engagement")).alias("share"),
+            ratio(col("tag_lifetime"), col("lifetime_engagement")).alias("lifetime_share"),
         ])
         .collect()?;
 
@@ -257,19 +269,32 @@ pub fn compute_features(
         .enumerate()
         .filter_map(|(i, u)| u.map(|u| (u, i)))
         .collect();
-    let mut tag_columns = vec![vec![0.0f64; base.height()]; spec.tags.len()];
-    let (tu, tt, ts) = (
+    // Decayed shares, then lifetime shares, in tag order.
+    let n_tags = spec.tags.len();
+    let mut tag_columns = vec![vec![0.0f64; base.height()]; 2 * n_tags];
+    let (tu, tt) = (
         tag_shares.column(cols::USER)?.str()?,
         tag_shares.column("tag")?.i64()?,
-        tag_shares.column("share")?.f64()?,
     );
-    for ((user, tag), share) in tu.iter().zip(tt.iter()).zip(ts.iter()) {
-        if let (Some(user), Some(tag), Some(share)) = (user, tag, share) {
-            if let (Some(&row), Some(column)) =
-                (row_of.get(user), tag_columns.get_mut(tag as usize))
-            {
-                column[row] = share;
-            }
+    let (share, lifetime) = (
+        tag_shares.column("share")?.f64()?,
+        tag_shares.column("lifetime_share")?.f64()?,
+    );
+    for (((user, tag), share), lifetime) in tu
+        .iter()
+        .zip(tt.iter())
+        .zip(share.iter())
+        .zip(lifetime.iter())
+    {
+        let (Some(user), Some(tag)) = (user, tag) else {
+            continue;
+        };
+        let (Some(&row), Ok(tag)) = (row_of.get(user), usize::try_from(tag)) else {
+            continue;
+        };
+        if tag < n_tags {
+            tag_columns[tag][row] = share.unwrap_or(0.0);
+            tag_columns[n_tags + tag][row] = lifetime.unwrap_or(0.0);
         }
     }
     let schema = spec.schema();
