@@ -40,7 +40,7 @@
 //! | `share_night` … `share_evening` | share of interactions at 0–6, 6–12, 12–18, 18–24 h | daily rhythm |
 //! | `share_weekend` | share on Saturday or Sunday | weekly rhythm |
 //! | `tag:<name>` | `Σ_{known, tag ∈ tags} w_i e_i / Σ_{known} w_i e_i` | current interests |
-//! | `tag_lifetime:<name>` | `Σ_{known, tag ∈ tags} e_i / Σ_{known} e_i` | lasting interests |
+//! | `tag_lifetime:<name>` | `#{known, tag ∈ tags} / #known` (no decay, no weights) | lasting interests |
 //!
 //! `tags` of a catalog item are its category and topics; the vocabulary is
 //! fitted from the catalog (most frequent first, at most `max_tags`). `e_i` is
@@ -58,7 +58,7 @@ use crate::validation::ValidationErrors;
 
 /// Bumped whenever a definition above changes meaning, so that artifacts built
 /// with the old meaning are refused.
-pub const FEATURE_DEFINITION_VERSION: u32 = 2;
+pub const FEATURE_DEFINITION_VERSION: u32 = 3;
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;

@@ -68,18 +68,17 @@ pub struct UserFeatureState {
     decayed_count: f64,
     decayed_spend: f64,
     decayed_engagement: f64,
-    lifetime_engagement: f64,
     /// Per tag touched, ascending by tag index.
     tags: Vec<TagEngagement>,
 }
 
-/// Engagement with one interest tag: decayed (relative to `last_ts`) and
-/// over the whole history.
+/// Engagement with one interest tag: decayed engagement (relative to
+/// `last_ts`) and the count of interactions over the whole history.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 struct TagEngagement {
     tag: u16,
+    count: u32,
     decayed: f64,
-    lifetime: f64,
 }
 
 /// Hour-of-day bucket (0–6, 6–12, 12–18, 18–24 UTC) and weekend flag.
@@ -121,7 +120,6 @@ impl Default for UserFeatureState {
             decayed_count: 0.0,
             decayed_spend: 0.0,
             decayed_engagement: 0.0,
-            lifetime_engagement: 0.0,
             tags: Vec::new(),
         }
     }
@@ -205,22 +203,20 @@ impl UserFeatureState {
                 self.ln_price_browsed_sum += lp;
                 self.n_price_browsed += 1;
             }
-            let lifetime = spec.params.type_weight(x.kind);
-            let decayed = weight * lifetime;
+            let decayed = weight * spec.params.type_weight(x.kind);
             self.decayed_engagement += decayed;
-            self.lifetime_engagement += lifetime;
             for &tag in info.tags.iter() {
                 match self.tags.binary_search_by_key(&tag, |t| t.tag) {
                     Ok(pos) => {
                         self.tags[pos].decayed += decayed;
-                        self.tags[pos].lifetime += lifetime;
+                        self.tags[pos].count += 1;
                     }
                     Err(pos) => self.tags.insert(
                         pos,
                         TagEngagement {
                             tag,
+                            count: 1,
                             decayed,
-                            lifetime,
                         },
                     ),
                 }
@@ -301,7 +297,7 @@ impl UserFeatureState {
         for t in &self.tags {
             let i = base + usize::from(t.tag);
             out[i] = ratio(t.decayed, self.decayed_engagement);
-            out[i + n_tags] = ratio(t.lifetime, self.lifetime_engagement);
+            out[i + n_tags] = ratio(f64::from(t.count), f64::from(self.n_known));
         }
     }
 }
@@ -466,9 +462,10 @@ mod tests {
         let e_tent = 5.0 * w(3.5);
         assert!(close(f("tag:outdoor"), 1.0));
         assert!(close(f("tag:baby"), e_view / (e_view + e_tent)));
-        // lifetime shares weigh the same engagement without decay: 1 vs 5
+        // lifetime shares count the known interactions carrying the tag: both
+        // known ones carry outdoor, one of two carries baby
         assert!(close(f("tag_lifetime:outdoor"), 1.0));
-        assert!(close(f("tag_lifetime:baby"), 1.0 / 6.0));
+        assert!(close(f("tag_lifetime:baby"), 0.5));
     }
 
     #[test]

@@ -261,7 +261,6 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<Class
     let targets = Array1::from(y.to_vec());
     let dataset = Dataset::new(z, targets);
     let weights = class_weights(y, classes.len());
-    let mut out = Vec::new();
     let model = |family: &str, classifier: Classifier, balanced: bool| ClassifierModel {
         family: family.to_owned(),
         classes: classes.to_vec(),
@@ -269,53 +268,64 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<Class
         classifier,
         class_weights: balanced.then(|| weights.clone()),
     };
-    match MultiLogisticRegression::default()
-        .alpha(1.0)
-        .max_iterations(120)
-        .gradient_tolerance(1e-4)
-        .fit(&dataset)
-    {
-        Ok(m) => {
-            out.push(model(
-                "logistic_regression",
-                Classifier::Logistic(m.clone()),
-                false,
-            ));
-            out.push(model(
-                "logistic_regression_balanced",
-                Classifier::Logistic(m),
-                true,
-            ));
+    // The tree (the slowest) fits on the second core meanwhile.
+    let (tree, mut out) = std::thread::scope(|s| {
+        let tree = s.spawn(|| {
+            let sample_weights = Array1::from_iter(y.iter().map(|&c| weights[c] as f32));
+            DecisionTree::params()
+                .max_depth(Some(10))
+                .min_weight_leaf(5.0)
+                .fit(&dataset.clone().with_weights(sample_weights))
+        });
+        let mut out = Vec::new();
+        match MultiLogisticRegression::default()
+            .alpha(1.0)
+            .max_iterations(120)
+            .gradient_tolerance(1e-4)
+            .fit(&dataset)
+        {
+            Ok(m) => {
+                out.push(model(
+                    "logistic_regression",
+                    Classifier::Logistic(m.clone()),
+                    false,
+                ));
+                out.push(model(
+                    "logistic_regression_balanced",
+                    Classifier::Logistic(m),
+                    true,
+                ));
+            }
+            Err(e) => eprintln!("  logistic regression failed: {e}"),
         }
-        Err(e) => eprintln!("  logistic regression failed: {e}"),
-    }
-    match GaussianNb::params().fit(&dataset) {
-        Ok(m) => {
-            out.push(model(
-                "gaussian_nb",
-                Classifier::NaiveBayes(m.clone()),
-                false,
-            ));
-            out.push(model(
-                "gaussian_nb_balanced",
-                Classifier::NaiveBayes(m),
-                true,
-            ));
+        match GaussianNb::params().fit(&dataset) {
+            Ok(m) => {
+                out.push(model(
+                    "gaussian_nb",
+                    Classifier::NaiveBayes(m.clone()),
+                    false,
+                ));
+                out.push(model(
+                    "gaussian_nb_balanced",
+                    Classifier::NaiveBayes(m),
+                    true,
+                ));
+            }
+            Err(e) => eprintln!("  gaussian naive Bayes failed: {e}"),
         }
-        Err(e) => eprintln!("  gaussian naive Bayes failed: {e}"),
-    }
-    let sample_weights = Array1::from_iter(y.iter().map(|&c| weights[c] as f32));
-    let weighted = dataset.with_weights(sample_weights);
-    match DecisionTree::params()
-        .max_depth(Some(10))
-        .min_weight_leaf(5.0)
-        .fit(&weighted)
-    {
-        Ok(m) => out.push(model("decision_tree_balanced", Classifier::Tree(m), false)),
-        Err(e) => eprintln!("  decision tree failed: {e}"),
+        (tree.join(), out)
+    });
+    match tree {
+        Ok(Ok(m)) => out.push(model("decision_tree_balanced", Classifier::Tree(m), false)),
+        Ok(Err(e)) => eprintln!("  decision tree failed: {e}"),
+        Err(_) => eprintln!("  decision tree panicked"),
     }
     out
 }
+
+/// Most training users the topic ranker fits on (each contributes one row
+/// per topic); beyond this, an evenly spaced subset is used.
+pub const MAX_RANKER_USERS: usize = 20_000;
 
 /// Fits the topic ranker on training users' feature rows and topic labels.
 fn fit_topic_ranker(
@@ -324,6 +334,10 @@ fn fit_topic_ranker(
     relevant: &[Vec<String>],
     topics: &[String],
 ) -> Result<TopicRanker> {
+    let step = x.nrows().div_ceil(MAX_RANKER_USERS).max(1);
+    let subset: Vec<usize> = (0..x.nrows()).step_by(step).collect();
+    let x = &select(x, &subset);
+    let relevant: Vec<&Vec<String>> = subset.iter().map(|&i| &relevant[i]).collect();
     let share_indices: Vec<Option<(usize, usize)>> =
         topics.iter().map(|t| spec.tag_feature_indices(t)).collect();
     let activity_index = BASE_FEATURES
@@ -380,6 +394,9 @@ pub struct TargetReport {
     pub candidates: BTreeMap<String, f64>,
     /// Majority class of the training users (the classification baseline).
     pub majority_class: Option<usize>,
+    /// Seconds spent fitting every candidate, and evaluating the kept one.
+    pub fit_secs: f64,
+    pub evaluate_secs: f64,
     pub test: Evaluation,
     /// `first_5`, `first_20`: the test users with only that many interactions.
     pub cold_start: BTreeMap<String, Evaluation>,
@@ -647,6 +664,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
                 .collect()
         };
         let mut scores = BTreeMap::new();
+        let fitting = Instant::now();
         let model = if topics {
             let ranker = fit_topic_ranker(
                 &prepared.spec,
@@ -677,6 +695,8 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
             };
             ProfileModel::Classifier(model)
         };
+        let fit_secs = fitting.elapsed().as_secs_f64();
+        let evaluating = Instant::now();
         bar.set_message(format!("evaluating {target}"));
         let majority = {
             let mut counts = vec![0usize; vocab.len()];
@@ -731,6 +751,8 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
                 validation_users: val_rows.len(),
                 candidates: scores,
                 majority_class: (!topics).then_some(majority),
+                fit_secs,
+                evaluate_secs: evaluating.elapsed().as_secs_f64(),
                 test,
                 cold_start,
             },

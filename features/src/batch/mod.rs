@@ -153,10 +153,6 @@ pub fn compute_features(
             .filter(col("lp").is_not_null())
             .sum()
             .alias("decayed_engagement"),
-        col("e")
-            .filter(col("lp").is_not_null())
-            .sum()
-            .alias("lifetime_engagement"),
         count_if(col("weekday").gt_eq(lit(5i64))).alias("n_weekend"),
     ];
     for kind in InteractionType::ALL {
@@ -243,14 +239,10 @@ pub fn compute_features(
         .group_by([col(cols::USER), col("tag")])
         .agg([
             (col("w") * col("e")).sum().alias("tag_engagement"),
-            col("e").sum().alias("tag_lifetime"),
+            len().cast(DataType::Float64).alias("tag_count"),
         ])
         .join(
-            per_user.select([
-                col(cols::USER),
-                col("decayed_engagement"),
-                col("lifetime_engagement"),
-            ]),
+            per_user.select([col(cols::USER), col("decayed_engagement"), col("n_known")]),
             [col(cols::USER)],
             [col(cols::USER)],
             JoinArgs::new(JoinType::Inner),
@@ -259,7 +251,7 @@ pub fn compute_features(
             col(cols::USER),
             col("tag"),
             ratio(col("tag_engagement"), col("decayed_engagement")).alias("share"),
-            ratio(col("tag_lifetime"), col("lifetime_engagement")).alias("lifetime_share"),
+            ratio(col("tag_count"), col("n_known")).alias("lifetime_share"),
         ])
         .collect()?;
 
