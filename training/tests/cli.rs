@@ -281,3 +281,210 @@ fn bad_inputs_are_clear_errors_naming_file_and_column() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn split_is_by_user_and_stable() {
+    use training::train::{split_of, Split};
+    let users: Vec<String> = (0..10_000).map(|i| format!("u{i}")).collect();
+    let splits: Vec<Split> = users.iter().map(|u| split_of(7, u)).collect();
+    // a user is in exactly one part, the same one every time
+    for (u, s) in users.iter().zip(&splits) {
+        assert_eq!(split_of(7, u), *s);
+    }
+    let share = |p: Split| splits.iter().filter(|s| **s == p).count() as f64 / users.len() as f64;
+    assert!((share(Split::Train) - 0.70).abs() < 0.02);
+    assert!((share(Split::Validation) - 0.15).abs() < 0.02);
+    assert!((share(Split::Test) - 0.15).abs() < 0.02);
+    // another seed reshuffles users
+    let moved = users
+        .iter()
+        .zip(&splits)
+        .filter(|(u, s)| split_of(8, u) != **s)
+        .count();
+    assert!(moved > 3_000, "{moved}");
+}
+
+#[test]
+fn train_writes_a_verified_artifact_that_evaluate_and_models_use() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let world = tmp.path().join("world");
+    let out = micro_train(&[
+        "generate",
+        "--users",
+        "1500",
+        "--days",
+        "40",
+        "--seed",
+        "21",
+        "--out",
+        world.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let registry = tmp.path().join("models");
+    let file = |n: &str| world.join(n).to_str().unwrap().to_owned();
+    let run = micro_train(&[
+        "train",
+        "--interactions",
+        &file("interactions.parquet"),
+        "--catalog",
+        &file("catalog.parquet"),
+        "--labels",
+        &file("labels.parquet"),
+        "--registry",
+        registry.to_str().unwrap(),
+        "--seed",
+        "3",
+    ]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    for target in ["spendingClass", "actingLifeStage", "topics"] {
+        assert!(stdout.contains(target), "{stdout}");
+    }
+    let versions: Vec<_> = std::fs::read_dir(registry.join("profile"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(versions.len(), 1);
+    let version_dir = &versions[0];
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(version_dir.join("manifest.json")).unwrap()).unwrap();
+    let metrics = &manifest["metrics"]["targets"];
+    for target in ["spendingClass", "actingLifeStage"] {
+        let test = &metrics[target]["test"];
+        assert!(
+            test["model"]["accuracy"].as_f64().unwrap()
+                > test["baseline"]["accuracy"].as_f64().unwrap()
+        );
+        assert!(metrics[target]["cold_start"]["first_5"]["model"]["accuracy"].is_number());
+        assert!(
+            metrics[target]["candidates"].as_object().unwrap().len() >= 2,
+            "families compared"
+        );
+    }
+    assert!(manifest["feature_schema"]["hash"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
+    assert_eq!(
+        manifest["training_data"]["files"]
+            .as_object()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // evaluate on a fresh world
+    let fresh = tmp.path().join("fresh");
+    let out = micro_train(&[
+        "generate",
+        "--users",
+        "600",
+        "--days",
+        "40",
+        "--seed",
+        "22",
+        "--out",
+        fresh.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let fresh_file = |n: &str| fresh.join(n).to_str().unwrap().to_owned();
+    let metrics_out = tmp.path().join("metrics.json");
+    let run = micro_train(&[
+        "evaluate",
+        "--model",
+        version_dir.to_str().unwrap(),
+        "--interactions",
+        &fresh_file("interactions.parquet"),
+        "--catalog",
+        &fresh_file("catalog.parquet"),
+        "--labels",
+        &fresh_file("labels.parquet"),
+        "--out",
+        metrics_out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let evaluated: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&metrics_out).unwrap()).unwrap();
+    let all = &evaluated["targets"]["actingLifeStage"]["all"];
+    assert!(
+        all["model"]["accuracy"].as_f64().unwrap() > all["baseline"]["accuracy"].as_f64().unwrap()
+    );
+
+    // registry commands
+    let version = version_dir.file_name().unwrap().to_str().unwrap();
+    let list = micro_train(&["models", "list", "--registry", registry.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains(version));
+    let below_baseline = !manifest["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["beats_baseline"].as_bool().unwrap_or(false));
+    let promote = micro_train(&[
+        "models",
+        "promote",
+        version,
+        "--registry",
+        registry.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        promote.status.success(),
+        !below_baseline,
+        "{}",
+        String::from_utf8_lossy(&promote.stderr)
+    );
+    let forced = micro_train(&[
+        "models",
+        "promote",
+        version,
+        "--force",
+        "--registry",
+        registry.to_str().unwrap(),
+    ]);
+    assert!(forced.status.success());
+    let current = std::fs::read_to_string(registry.join("profile").join("current")).unwrap();
+    assert_eq!(current.trim(), version);
+
+    // a corrupted artifact is refused, naming the file
+    let model_file = version_dir.join("spendingClass.json");
+    let mut bytes = std::fs::read(&model_file).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&model_file, bytes).unwrap();
+    let run = micro_train(&[
+        "evaluate",
+        "--model",
+        version_dir.to_str().unwrap(),
+        "--interactions",
+        &fresh_file("interactions.parquet"),
+        "--catalog",
+        &fresh_file("catalog.parquet"),
+        "--labels",
+        &fresh_file("labels.parquet"),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("spendingClass.json is corrupted"),
+        "{stderr}"
+    );
+    let show = micro_train(&[
+        "models",
+        "show",
+        version,
+        "--registry",
+        registry.to_str().unwrap(),
+    ]);
+    assert!(!show.status.success());
+}
