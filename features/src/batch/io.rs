@@ -81,6 +81,18 @@ fn input_error(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// Calls `each(row, line)` for every non-blank line of an NDJSON file.
+fn for_each_line(path: &Path, mut each: impl FnMut(usize, &str) -> Result<()>) -> Result<()> {
+    let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+    for (row, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| input_error(path, e.to_string()))?;
+        if !line.trim().is_empty() {
+            each(row, &line)?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads a Parquet or CSV file; CSV columns are all read as text and typed
 /// afterwards, so that ids such as `007` keep their leading zeros.
 fn read_frame(path: &Path, format: Format) -> Result<DataFrame> {
@@ -261,28 +273,22 @@ pub fn read_interactions(path: &Path) -> Result<(DataFrame, LoadReport)> {
     let mut out = InteractionColumns::default();
     let mut report = LoadReport::default();
     match Format::of(path)? {
-        Format::NdJson => {
-            let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
-            for (row, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(|e| input_error(path, e.to_string()))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match serde_json::from_str::<serde_json::Value>(&line) {
-                    Ok(value) => match RawInteraction::from_json(&value) {
-                        Ok(raw) => out.push(&mut report, row, raw),
-                        Err(e) => {
-                            report.rows += 1;
-                            report.reject(row, e);
-                        }
-                    },
+        Format::NdJson => for_each_line(path, |row, line| {
+            match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(value) => match RawInteraction::from_json(&value) {
+                    Ok(raw) => out.push(&mut report, row, raw),
                     Err(e) => {
                         report.rows += 1;
-                        report.reject(row, format!("not JSON: {e}"));
+                        report.reject(row, e);
                     }
+                },
+                Err(e) => {
+                    report.rows += 1;
+                    report.reject(row, format!("not JSON: {e}"));
                 }
             }
-        }
+            Ok(())
+        })?,
         format => {
             let df = read_frame(path, format)?;
             let c = Columns { path, df: &df };
@@ -334,17 +340,13 @@ pub fn read_interactions(path: &Path) -> Result<(DataFrame, LoadReport)> {
 pub fn read_catalog(path: &Path) -> Result<Catalog> {
     let items = match Format::of(path)? {
         Format::NdJson => {
-            let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
             let mut items = Vec::new();
-            for (row, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(|e| input_error(path, e.to_string()))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let item: CatalogItem = serde_json::from_str(&line)
+            for_each_line(path, |row, line| {
+                let item: CatalogItem = serde_json::from_str(line)
                     .map_err(|e| input_error(path, format!("row {row}: {e}")))?;
                 items.push(item);
-            }
+                Ok(())
+            })?;
             items
         }
         format => {
@@ -423,41 +425,35 @@ pub fn read_labels(path: &Path) -> Result<(Vec<LabelRow>, LoadReport)> {
     let mut report = LoadReport::default();
     let mut labels = Vec::new();
     match Format::of(path)? {
-        Format::NdJson => {
-            let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
-            for (row, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(|e| input_error(path, e.to_string()))?;
-                if line.trim().is_empty() {
-                    continue;
+        Format::NdJson => for_each_line(path, |row, line| {
+            report.rows += 1;
+            let value: serde_json::Value = match serde_json::from_str(line) {
+                Ok(v) => v,
+                Err(e) => {
+                    report.reject(row, format!("not JSON: {e}"));
+                    return Ok(());
                 }
-                report.rows += 1;
-                let value: serde_json::Value = match serde_json::from_str(&line) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        report.reject(row, format!("not JSON: {e}"));
-                        continue;
-                    }
-                };
-                let topics = value["topics"].as_array().map(|a| {
-                    a.iter()
-                        .filter_map(|t| t.as_str().map(str::to_owned))
-                        .collect()
-                });
-                let user = match &value["user_id"] {
-                    serde_json::Value::Number(n) => Some(n.to_string()),
-                    v => v.as_str().map(str::to_owned),
-                };
-                match LabelRow::parse(
-                    user.as_deref(),
-                    value["spending_class"].as_i64(),
-                    value["life_stage"].as_str(),
-                    topics,
-                ) {
-                    Ok(l) => labels.push(l),
-                    Err(e) => report.reject(row, e),
-                }
+            };
+            let topics = value["topics"].as_array().map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_owned))
+                    .collect()
+            });
+            let user = match &value["user_id"] {
+                serde_json::Value::Number(n) => Some(n.to_string()),
+                v => v.as_str().map(str::to_owned),
+            };
+            match LabelRow::parse(
+                user.as_deref(),
+                value["spending_class"].as_i64(),
+                value["life_stage"].as_str(),
+                topics,
+            ) {
+                Ok(l) => labels.push(l),
+                Err(e) => report.reject(row, e),
             }
-        }
+            Ok(())
+        })?,
         format => {
             let df = read_frame(path, format)?;
             let c = Columns { path, df: &df };
