@@ -103,8 +103,8 @@ pub fn print_table(title: &str, rows: &[ReportRow]) {
     let red = std::io::stdout().is_terminal();
     println!("\n{title}");
     println!(
-        "{:<16} {:<22} {:<12} {:>8} {:>9}  {}",
-        "model", "users", "metric", "model", "baseline", "family"
+        "{:<16} {:<22} {:<12} {:>8} {:>9}  family",
+        "model", "users", "metric", "model", "baseline"
     );
     println!("{}", "-".repeat(86));
     for r in rows {
