@@ -252,6 +252,25 @@ fn class_weights(y: &[usize], k: usize) -> Vec<f64> {
         .collect()
 }
 
+/// L-BFGS iteration cap of the logistic regressions (scikit-learn's default
+/// is 100).
+const MAX_ITERATIONS: u64 = 100;
+
+/// linfa's logistic loss is summed over samples, so its gradient grows with
+/// the sample count; scaling the tolerance by it gives scikit-learn's
+/// convention (tolerance 1e-4 on the mean loss) instead of a bound that is
+/// never met and always runs to the iteration cap.
+fn gradient_tolerance(samples: usize) -> f64 {
+    1e-4 * samples.max(1) as f64
+}
+
+/// Reports how long a fit took when `MICRO_TRAIN_VERBOSE` is set.
+fn tracing_fit(what: &str, started: Instant) {
+    if std::env::var_os("MICRO_TRAIN_VERBOSE").is_some() {
+        eprintln!("  {what} fitted in {:.1}s", started.elapsed().as_secs_f64());
+    }
+}
+
 /// Fits every candidate family on the training rows. Class imbalance: trees
 /// train with class-balanced sample weights; probabilistic families are also
 /// offered with prior correction (probabilities divided by class frequency).
@@ -271,19 +290,24 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<Class
     // The tree (the slowest) fits on the second core meanwhile.
     let (tree, mut out) = std::thread::scope(|s| {
         let tree = s.spawn(|| {
+            let started = Instant::now();
             let sample_weights = Array1::from_iter(y.iter().map(|&c| weights[c] as f32));
-            DecisionTree::params()
+            let fitted = DecisionTree::params()
                 .max_depth(Some(10))
                 .min_weight_leaf(5.0)
-                .fit(&dataset.clone().with_weights(sample_weights))
+                .fit(&dataset.clone().with_weights(sample_weights));
+            tracing_fit("decision tree", started);
+            fitted
         });
         let mut out = Vec::new();
-        match MultiLogisticRegression::default()
+        let started = Instant::now();
+        let logistic = MultiLogisticRegression::default()
             .alpha(1.0)
-            .max_iterations(120)
-            .gradient_tolerance(1e-4)
-            .fit(&dataset)
-        {
+            .max_iterations(MAX_ITERATIONS)
+            .gradient_tolerance(gradient_tolerance(y.len()))
+            .fit(&dataset);
+        tracing_fit("logistic regression", started);
+        match logistic {
             Ok(m) => {
                 out.push(model(
                     "logistic_regression",
@@ -353,8 +377,8 @@ fn fit_topic_ranker(
     let dataset = Dataset::new(standardizer.transform(&pairs), Array1::from(y));
     let fitted = MultiLogisticRegression::default()
         .alpha(1.0)
-        .max_iterations(120)
-        .gradient_tolerance(1e-4)
+        .max_iterations(MAX_ITERATIONS)
+        .gradient_tolerance(gradient_tolerance(dataset.nsamples()))
         .fit(&dataset)
         .map_err(|e| anyhow!("topic ranker: {e}"))?;
     Ok(TopicRanker {
