@@ -291,7 +291,14 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<Class
     let (tree, mut out) = std::thread::scope(|s| {
         let tree = s.spawn(|| {
             let started = Instant::now();
-            let sample_weights = Array1::from_iter(y.iter().map(|&c| weights[c] as f32));
+            // linfa breaks ties between equally weighted classes in a leaf in
+            // HashMap order, which changes from run to run; a tiny per-class
+            // offset makes the weighted counts differ, so the same data gives
+            // the same tree.
+            let sample_weights = Array1::from_iter(
+                y.iter()
+                    .map(|&c| (weights[c] * (1.0 + 1e-4 * c as f64)) as f32),
+            );
             let fitted = DecisionTree::params()
                 .max_depth(Some(10))
                 .min_weight_leaf(5.0)
@@ -596,6 +603,123 @@ fn cold_start_inputs(
     Ok((x, baseline))
 }
 
+/// One target's users and labels, split.
+struct Plan {
+    target: &'static str,
+    vocab: Vec<String>,
+    labelled: usize,
+    train_rows: Vec<usize>,
+    train_y: Vec<usize>,
+    val_rows: Vec<usize>,
+    val_y: Vec<usize>,
+    test_rows: Vec<usize>,
+    test_y: Vec<usize>,
+}
+
+impl Plan {
+    fn new(target: &'static str, labels: &[LabelRow], splits: &[Split]) -> Plan {
+        let vocab = vocabulary(target, labels);
+        let labelled: Vec<(usize, usize)> = labels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| label_class(target, l, &vocab).map(|c| (i, c)))
+            .collect();
+        let part = |split: Split| -> (Vec<usize>, Vec<usize>) {
+            labelled
+                .iter()
+                .filter(|(i, _)| splits[*i] == split)
+                .copied()
+                .unzip()
+        };
+        let (train_rows, train_y) = part(Split::Train);
+        let (val_rows, val_y) = part(Split::Validation);
+        let (test_rows, test_y) = part(Split::Test);
+        Plan {
+            target,
+            vocab,
+            labelled: labelled.len(),
+            train_rows,
+            train_y,
+            val_rows,
+            val_y,
+            test_rows,
+            test_y,
+        }
+    }
+
+    /// Why this target cannot be trained, if it cannot.
+    fn skipped(&self) -> Option<String> {
+        if self.labelled == 0 {
+            Some("no labels in the labels file".to_owned())
+        } else if self.train_rows.is_empty()
+            || self.val_rows.is_empty()
+            || self.test_rows.is_empty()
+        {
+            Some(format!(
+                "only {} labelled users: too few to train and evaluate",
+                self.labelled
+            ))
+        } else {
+            None
+        }
+    }
+}
+
+/// The model kept for a target, with every candidate's validation score.
+struct Fitted {
+    model: ProfileModel,
+    scores: BTreeMap<String, f64>,
+    fit_secs: f64,
+}
+
+/// Fits a target's candidates on the training users and keeps the best on
+/// validation (macro-F1; precision@3 for topics).
+fn fit_and_select(plan: &Plan, prepared: &Prepared) -> Result<Fitted> {
+    let fitting = Instant::now();
+    let x = &prepared.features.x;
+    let x_val = select(x, &plan.val_rows);
+    let relevant = |rows: &[usize]| -> Vec<Vec<String>> {
+        rows.iter()
+            .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
+            .collect()
+    };
+    let mut scores = BTreeMap::new();
+    let model = if plan.target == TOPICS {
+        let ranker = fit_topic_ranker(
+            &prepared.spec,
+            &select(x, &plan.train_rows),
+            &relevant(&plan.train_rows),
+            &plan.vocab,
+        )?;
+        let score = precision_at_k(
+            &ranker.top_names(&x_val, TOP_K),
+            &relevant(&plan.val_rows),
+            TOP_K,
+        );
+        scores.insert(ranker.pair_model.family.clone(), score);
+        ProfileModel::TopicRanker(ranker)
+    } else {
+        let mut best: Option<(f64, ClassifierModel)> = None;
+        for candidate in fit_candidates(&select(x, &plan.train_rows), &plan.train_y, &plan.vocab) {
+            let predicted = predict_classes(&candidate, &x_val);
+            let score = ClassMetrics::compute(&plan.val_y, &predicted, &plan.vocab).macro_f1;
+            scores.insert(candidate.family.clone(), score);
+            if best.as_ref().is_none_or(|(s, _)| score > *s) {
+                best = Some((score, candidate));
+            }
+        }
+        let Some((_, model)) = best else {
+            bail!("{}: every model family failed to fit", plan.target);
+        };
+        ProfileModel::Classifier(model)
+    };
+    Ok(Fitted {
+        model,
+        scores,
+        fit_secs: fitting.elapsed().as_secs_f64(),
+    })
+}
+
 pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
     let started = Instant::now();
     let bar = spinner(args.progress);
@@ -642,33 +766,35 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
     let mut files = Vec::new();
     let mut vocabularies = BTreeMap::new();
     let mut table = Vec::new();
-    for target in [SPENDING_CLASS, LIFE_STAGE, TOPICS] {
-        let vocab = vocabulary(target, &prepared.labels);
-        let labelled: Vec<(usize, usize)> = prepared
-            .labels
+    // Plan every target, fit them all in parallel (fitting dominates and
+    // each model is single-threaded), then evaluate in order.
+    let plans: Vec<Plan> = [SPENDING_CLASS, LIFE_STAGE, TOPICS]
+        .into_iter()
+        .map(|target| Plan::new(target, &prepared.labels, &splits))
+        .collect();
+    bar.set_message("training models");
+    let fits: Vec<Option<Result<Fitted>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = plans
             .iter()
-            .enumerate()
-            .filter_map(|(i, l)| label_class(target, l, &vocab).map(|c| (i, c)))
+            .map(|plan| {
+                let prepared = &prepared;
+                (plan.skipped().is_none()).then(|| s.spawn(move || fit_and_select(plan, prepared)))
+            })
             .collect();
-        let part = |split: Split| -> (Vec<usize>, Vec<usize>) {
-            labelled
-                .iter()
-                .filter(|(i, _)| splits[*i] == split)
-                .copied()
-                .unzip()
-        };
-        let (train_rows, train_y) = part(Split::Train);
-        let (val_rows, val_y) = part(Split::Validation);
-        let (test_rows, test_y) = part(Split::Test);
-        if train_rows.is_empty() || val_rows.is_empty() || test_rows.is_empty() {
-            let why = if labelled.is_empty() {
-                "no labels in the labels file".to_owned()
-            } else {
-                format!(
-                    "only {} labelled users: too few to train and evaluate",
-                    labelled.len()
-                )
-            };
+        handles
+            .into_iter()
+            .map(|h| {
+                h.map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow!("model fitting panicked")))
+                })
+            })
+            .collect()
+    });
+    for (plan, fit) in plans.iter().zip(fits) {
+        let target = plan.target;
+        let Some(fit) = fit else {
+            let why = plan.skipped().unwrap_or_default();
             bar.suspend(|| println!("{target}: not trained: {why}"));
             entries.push(ModelEntry {
                 target: target.to_owned(),
@@ -678,48 +804,28 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
                 beats_baseline: false,
             });
             continue;
-        }
+        };
+        let Fitted {
+            model,
+            scores,
+            fit_secs,
+        } = fit?;
         let topics = target == TOPICS;
-        bar.set_message(format!("training {target} on {} users", train_rows.len()));
-        let x_val = select(x, &val_rows);
+        let Plan {
+            vocab,
+            labelled,
+            train_rows,
+            train_y,
+            val_rows,
+            test_rows,
+            test_y,
+            ..
+        } = plan;
         let relevant = |rows: &[usize]| -> Vec<Vec<String>> {
             rows.iter()
                 .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
                 .collect()
         };
-        let mut scores = BTreeMap::new();
-        let fitting = Instant::now();
-        let model = if topics {
-            let ranker = fit_topic_ranker(
-                &prepared.spec,
-                &select(x, &train_rows),
-                &relevant(&train_rows),
-                &vocab,
-            )?;
-            let score = precision_at_k(
-                &ranker.top_names(&x_val, TOP_K),
-                &relevant(&val_rows),
-                TOP_K,
-            );
-            scores.insert(ranker.pair_model.family.clone(), score);
-            ProfileModel::TopicRanker(ranker)
-        } else {
-            let mut best: Option<(f64, ClassifierModel)> = None;
-            for candidate in fit_candidates(&select(x, &train_rows), &train_y, &vocab) {
-                let score =
-                    ClassMetrics::compute(&val_y, &predict_classes(&candidate, &x_val), &vocab)
-                        .macro_f1;
-                scores.insert(candidate.family.clone(), score);
-                if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                    best = Some((score, candidate));
-                }
-            }
-            let Some((_, model)) = best else {
-                bail!("{target}: every model family failed to fit");
-            };
-            ProfileModel::Classifier(model)
-        };
-        let fit_secs = fitting.elapsed().as_secs_f64();
         let evaluating = Instant::now();
         bar.set_message(format!("evaluating {target}"));
         let majority = {
@@ -729,7 +835,7 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
                 .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
                 .unwrap_or(0)
         };
-        let x_test = select(x, &test_rows);
+        let x_test = select(x, test_rows);
         let test_user_ids: Vec<&str> = test_rows
             .iter()
             .map(|&i| prepared.labels[i].user_id.as_str())
@@ -738,10 +844,10 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
             .iter()
             .map(|u| columns.top_categories(&prepared.index, histories.of(u), TOP_K))
             .collect();
-        let test_relevant = relevant(&test_rows);
+        let test_relevant = relevant(test_rows);
         let evaluate = |x: &Array2<f64>, baseline: &[Vec<String>]| match &model {
             ProfileModel::TopicRanker(m) => evaluate_topics(m, x, &test_relevant, baseline),
-            ProfileModel::Classifier(m) => evaluate_classifier(m, x, &test_y, majority),
+            ProfileModel::Classifier(m) => evaluate_classifier(m, x, test_y, majority),
         };
         let test = evaluate(&x_test, &full_baseline);
         let mut cold_start = BTreeMap::new();
@@ -765,12 +871,12 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
             file: Some(file),
             beats_baseline: test.beats_baseline,
         });
-        vocabularies.insert(target.to_owned(), vocab);
+        vocabularies.insert(target.to_owned(), vocab.clone());
         reports.insert(
             target.to_owned(),
             TargetReport {
                 family: model.family().to_owned(),
-                labelled_users: labelled.len(),
+                labelled_users: *labelled,
                 train_users: train_rows.len(),
                 validation_users: val_rows.len(),
                 candidates: scores,
