@@ -59,13 +59,8 @@ enum Command {
     },
     /// Train the profile models, evaluate them on held-out users and write a new registry version.
     Train {
-        #[arg(long)]
-        interactions: PathBuf,
-        #[arg(long)]
-        catalog: PathBuf,
-        /// Labels: user_id plus any of spending_class, life_stage, topics.
-        #[arg(long)]
-        labels: PathBuf,
+        #[command(flatten)]
+        data: LabelledData,
         /// Model registry directory.
         #[arg(long, default_value = "models")]
         registry: PathBuf,
@@ -78,12 +73,8 @@ enum Command {
         /// Version directory, e.g. models/profile/profile-2026-11-24T17-00-00Z.
         #[arg(long)]
         model: PathBuf,
-        #[arg(long)]
-        interactions: PathBuf,
-        #[arg(long)]
-        catalog: PathBuf,
-        #[arg(long)]
-        labels: PathBuf,
+        #[command(flatten)]
+        data: LabelledData,
         /// Also write the metrics as JSON.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -106,6 +97,20 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+}
+
+/// A labelled history: what training and evaluation read.
+#[derive(clap::Args, Debug)]
+struct LabelledData {
+    /// Interaction log (.parquet, .csv or .ndjson).
+    #[arg(long)]
+    interactions: PathBuf,
+    /// Catalog (.parquet, .csv or .ndjson).
+    #[arg(long)]
+    catalog: PathBuf,
+    /// Labels: user_id plus any of spending_class, life_stage, topics.
+    #[arg(long)]
+    labels: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -215,30 +220,27 @@ fn main() -> Result<()> {
             out,
         })?,
         Command::Train {
-            interactions,
-            catalog,
-            labels,
+            data,
             registry,
             seed,
         } => {
             training::train::train(&training::train::TrainArgs {
-                interactions,
-                catalog,
-                labels,
+                interactions: data.interactions,
+                catalog: data.catalog,
+                labels: data.labels,
                 registry,
                 seed,
                 progress: true,
             })?;
         }
-        Command::Evaluate {
-            model,
-            interactions,
-            catalog,
-            labels,
-            out,
-        } => {
-            let metrics =
-                training::train::evaluate(&model, &interactions, &catalog, &labels, true)?;
+        Command::Evaluate { model, data, out } => {
+            let metrics = training::train::evaluate(
+                &model,
+                &data.interactions,
+                &data.catalog,
+                &data.labels,
+                true,
+            )?;
             if let Some(out) = out {
                 std::fs::write(&out, serde_json::to_string_pretty(&metrics)?)
                     .with_context(|| format!("writing {}", out.display()))?;

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use features::batch::compute_features;
 use features::batch::io::{cols, read_catalog, read_interactions, read_labels};
-use features::batch::{compute_features, USER_ID};
 use features::definition::CatalogIndex;
 use features::definition::BASE_FEATURES;
 use features::incremental::{FoldInput, UserFeatureState};
@@ -569,7 +569,6 @@ fn prepare(
     ));
     let table = compute_features(&spec, &index, &log, as_of)?;
     let users_with_history = table.height();
-    let _ = USER_ID;
     let features = user_features(&table, &labels, &spec, as_of)?;
     Ok(Prepared {
         interactions: log.height(),
