@@ -397,20 +397,28 @@ fn train_writes_a_verified_artifact_that_evaluate_and_models_use() {
     ]);
     assert!(out.status.success());
     let fresh_file = |n: &str| fresh.join(n).to_str().unwrap().to_owned();
+    let evaluate_on_fresh = |extra: &[&str]| {
+        let (interactions, catalog, labels) = (
+            fresh_file("interactions.parquet"),
+            fresh_file("catalog.parquet"),
+            fresh_file("labels.parquet"),
+        );
+        let mut args = vec![
+            "evaluate",
+            "--model",
+            version_dir.to_str().unwrap(),
+            "--interactions",
+            &interactions,
+            "--catalog",
+            &catalog,
+            "--labels",
+            &labels,
+        ];
+        args.extend_from_slice(extra);
+        micro_train(&args)
+    };
     let metrics_out = tmp.path().join("metrics.json");
-    let run = micro_train(&[
-        "evaluate",
-        "--model",
-        version_dir.to_str().unwrap(),
-        "--interactions",
-        &fresh_file("interactions.parquet"),
-        "--catalog",
-        &fresh_file("catalog.parquet"),
-        "--labels",
-        &fresh_file("labels.parquet"),
-        "--out",
-        metrics_out.to_str().unwrap(),
-    ]);
+    let run = evaluate_on_fresh(&["--out", metrics_out.to_str().unwrap()]);
     assert!(
         run.status.success(),
         "{}",
@@ -462,17 +470,7 @@ fn train_writes_a_verified_artifact_that_evaluate_and_models_use() {
     let mut bytes = std::fs::read(&model_file).unwrap();
     bytes[10] ^= 1;
     std::fs::write(&model_file, bytes).unwrap();
-    let run = micro_train(&[
-        "evaluate",
-        "--model",
-        version_dir.to_str().unwrap(),
-        "--interactions",
-        &fresh_file("interactions.parquet"),
-        "--catalog",
-        &fresh_file("catalog.parquet"),
-        "--labels",
-        &fresh_file("labels.parquet"),
-    ]);
+    let run = evaluate_on_fresh(&[]);
     assert!(!run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
