@@ -64,8 +64,10 @@ impl CatalogItem {
     }
 }
 
-/// A validated catalog, indexed by target id.
-#[derive(Clone, Debug, Default)]
+/// A validated catalog, indexed by target id. Serialised as its item list
+/// (model artifacts carry it) and validated again when read back.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(into = "Vec<CatalogItem>", try_from = "Vec<CatalogItem>")]
 pub struct Catalog {
     items: Vec<CatalogItem>,
     by_id: HashMap<String, usize>,
@@ -111,6 +113,25 @@ impl Catalog {
 
     pub fn get(&self, target_id: &str) -> Option<&CatalogItem> {
         self.index_of(target_id).map(|i| &self.items[i])
+    }
+}
+
+impl PartialEq for Catalog {
+    fn eq(&self, other: &Self) -> bool {
+        self.items == other.items
+    }
+}
+
+impl From<Catalog> for Vec<CatalogItem> {
+    fn from(c: Catalog) -> Self {
+        c.items
+    }
+}
+
+impl TryFrom<Vec<CatalogItem>> for Catalog {
+    type Error = ValidationErrors;
+    fn try_from(items: Vec<CatalogItem>) -> Result<Self, Self::Error> {
+        Catalog::new(items)
     }
 }
 

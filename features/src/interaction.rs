@@ -440,7 +440,8 @@ pub fn format_rfc3339(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
 }
 
-pub(crate) mod rfc3339_micros {
+/// Serde helpers for RFC 3339 instants with microsecond precision.
+pub mod rfc3339_micros {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
 

@@ -16,6 +16,7 @@ pub mod labels;
 pub mod model;
 pub mod profile;
 pub mod registry;
+pub mod scoring;
 pub mod user;
 pub mod validation;
 
@@ -29,6 +30,7 @@ pub use incremental::{FoldInput, UserFeatureState};
 pub use interaction::{Entity, Interaction, InteractionType, Money, RawInteraction};
 pub use labels::LabelRow;
 pub use profile::{Profile, ProfileAbout, ProfileConfidence};
+pub use scoring::{ProfileScorer, Scores};
 pub use user::{LifeStage, MaritalStatus, UserRegistration};
 pub use validation::{FieldError, ValidationErrors};
 

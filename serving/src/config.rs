@@ -35,4 +35,21 @@ pub struct Config {
     /// Log filter (tracing `EnvFilter` syntax).
     #[arg(long, env = "MICRO_LOG", default_value = "info")]
     pub log: String,
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long, env = "MICRO_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    pub log_format: String,
+    /// Largest request body accepted (bytes); larger ones get 413.
+    #[arg(long, env = "MICRO_MAX_BODY_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Interactions that may wait for the writer; beyond it requests get 503
+    /// with Retry-After.
+    #[arg(long, env = "MICRO_INGEST_QUEUE", default_value_t = 200_000)]
+    pub ingest_queue: usize,
+}
+
+impl Config {
+    /// The defaults, as if started with no flags and no environment.
+    pub fn defaults() -> Config {
+        Config::parse_from(["micro-serve"])
+    }
 }

@@ -1,9 +1,17 @@
-//! `micro-serve`: Micro's HTTP service. This foundation serves the operational
-//! endpoints; ingestion, profiles and the rest of SPEC §7 build on it.
+//! `micro-serve`: Micro's HTTP service. Interactions come in over HTTP, are
+//! appended durably ([`store`]), folded into live per-user states and scored
+//! ([`engine`], [`pipeline`]); profiles, users, events and models are served
+//! under `/v1` ([`routes`]).
 
+pub mod bus;
 pub mod config;
+pub mod engine;
+pub mod error;
+pub mod pipeline;
 pub mod routes;
 pub mod startup;
+pub mod store;
+pub mod telemetry;
 
 pub use config::Config;
 pub use startup::Application;

@@ -1,4 +1,5 @@
-//! `micro-serve`: parse configuration, build the application, run it.
+//! `micro-serve`: parse configuration, set up logs, build the application,
+//! run it until SIGTERM.
 
 use clap::Parser;
 use serving::{Application, Config};
@@ -7,9 +8,15 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .init();
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
     let app = Application::build(config).await?;
     tracing::info!(addr = %app.local_addr()?, "micro-serve listening");
     app.run().await?;

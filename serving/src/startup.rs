@@ -1,25 +1,107 @@
-//! Building and running the service: bind, serve, shut down gracefully on
-//! SIGTERM or Ctrl-C.
+//! Building and running the service: open the store, load the promoted model,
+//! recover profiles, start the pipeline, bind, serve, and on SIGTERM or
+//! Ctrl-C finish in-flight requests and flush before exiting.
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use features::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::bus::InProcessBus;
 use crate::config::Config;
-use crate::routes::{app, AppState};
+use crate::engine::{ActiveModel, Engine};
+use crate::pipeline::{Limits, Pipeline, Tasks};
+use crate::routes::{app, models::load_scorer, AppState, MODEL_NAME};
+use crate::store;
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
 
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    tasks: Tasks,
 }
 
 impl Application {
-    pub async fn build(config: Config) -> std::io::Result<Application> {
-        let listener = TcpListener::bind(config.bind).await?;
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let store = store::connect(&config.database_url).await?;
+        let engine = Arc::new(Engine::new());
+        let metrics = Metrics::new();
+        let registry = Arc::new(Registry::new(&config.models_dir));
+        match registry.current(MODEL_NAME) {
+            Ok(Some(version)) => match load_scorer(&registry, &version) {
+                Ok(scorer) => {
+                    tracing::info!(%version, "serving model");
+                    engine.set_model(ActiveModel::new(scorer));
+                    metrics.set_model(Some(&version));
+                }
+                Err(e) => tracing::error!(
+                    %version, error = %e,
+                    "the promoted model cannot be served; profiles carry declared fields and counts until one is promoted"
+                ),
+            },
+            Ok(None) => tracing::warn!(
+                dir = %config.models_dir.display(),
+                "no promoted model: profiles carry declared fields and counts only"
+            ),
+            Err(e) => tracing::error!(error = %e, "reading the model registry failed"),
+        }
+        let empty = store.max_seq().await? == 0
+            && store.list_users(None, 1).await?.is_empty()
+            && store.profile_ids(None, 1).await?.is_empty();
+        engine.set_complete(empty);
+        let bus = Arc::new(InProcessBus::new(4_096));
+        let limits = Limits {
+            queued_interactions: config.ingest_queue,
+            ..Limits::default()
+        };
+        let (pipeline, tasks) = Pipeline::start(store.clone(), engine.clone(), bus.clone(), limits);
+        let recovered = pipeline.recover().await?;
+        if recovered > 0 {
+            tracing::info!(
+                users = recovered,
+                "profiles rebuilt from interactions newer than the last flush"
+            );
+        }
+        let listener =
+            TcpListener::bind(config.bind)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        let state = AppState {
+            store,
+            engine,
+            pipeline,
+            bus,
+            registry,
+            metrics,
+            max_body_bytes: config.max_body_bytes,
+            promoting: Arc::new(tokio::sync::Mutex::new(())),
+            cors_origins: config.cors_origins.clone(),
+        };
         Ok(Application {
             listener,
-            state: AppState::default(),
+            state,
+            tasks,
         })
     }
 
@@ -28,10 +110,34 @@ impl Application {
         self.listener.local_addr()
     }
 
-    pub async fn run(self) -> std::io::Result<()> {
-        axum::serve(self.listener, app(self.state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
+    /// The application state (tests inspect the bus and engine through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until SIGTERM or Ctrl-C.
+    pub async fn run(self) -> Result<(), StartupError> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops taking connections,
+    /// finishes in-flight requests and queued work, and flushes profiles.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartupError> {
+        let Application {
+            listener,
+            state,
+            tasks,
+        } = self;
+        let pipeline = state.pipeline.clone();
+        let served = axum::serve(listener, app(state))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        tasks.shutdown(&pipeline).await;
+        tracing::info!("stopped");
+        served.map_err(StartupError::Serve)
     }
 }
 
@@ -54,5 +160,5 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: finishing in-flight requests");
 }

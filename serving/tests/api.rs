@@ -1,53 +1,1120 @@
-//! Integration tests over real HTTP on port 0.
+//! Integration tests over real HTTP on port 0. Every test runs twice: on an
+//! embedded SQLite file and on a fresh PostgreSQL database (the same suite
+//! for both stores).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
 use clap::Parser;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
 use serving::{Application, Config};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-async fn spawn_app() -> String {
-    let config = Config::parse_from(["micro-serve", "--bind", "127.0.0.1:0"]);
-    let app = Application::build(config).await.expect("build");
-    let addr = app.local_addr().expect("addr");
-    tokio::spawn(app.run());
-    format!("http://{addr}")
+/// The model committed in the repository (what `cargo run -p serving` serves).
+fn demo_models() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models")
 }
 
-#[tokio::test]
-async fn healthz_answers_over_http() {
-    let base = spawn_app().await;
-    let addr = base.trim_start_matches("http://");
-    // A raw HTTP/1.1 request keeps this test free of an HTTP client dependency.
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .expect("write");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.expect("read");
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains(r#"{"status":"ok"}"#), "{response}");
+fn postgres_admin_url() -> String {
+    std::env::var("MICRO_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
 
-#[tokio::test]
-async fn healthz_via_oneshot() {
-    use axum::body::Body;
-    use axum::http::Request;
-    use tower::ServiceExt;
-    let app = serving::routes::app(serving::routes::AppState::default());
-    let res = app
-        .oneshot(
-            Request::get("/healthz")
-                .body(Body::empty())
-                .expect("request"),
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Copies a directory tree (model registries are small).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A database and model registry that outlive one server (for restarts).
+struct World {
+    backend: Backend,
+    database_url: String,
+    models: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    async fn new(backend: Backend) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        copy_dir(&demo_models(), &models);
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", dir.path().join("micro.db").display()),
+            Backend::Postgres => {
+                use sqlx::Connection;
+                let name = format!("micro_test_{}", uuid::Uuid::now_v7().simple());
+                let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+                    .await
+                    .expect("PostgreSQL must be running (see .ci/run)");
+                sqlx::query(&format!("CREATE DATABASE {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                let base = postgres_admin_url();
+                let (root, _) = base.rsplit_once('/').unwrap();
+                format!("{root}/{name}")
+            }
+        };
+        World {
+            backend,
+            database_url,
+            models,
+            _dir: dir,
+        }
+    }
+
+    fn version(&self) -> String {
+        std::fs::read_to_string(self.models.join("profile/current"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Copies the current version under a new name (a second model to promote).
+    fn copy_version(&self, new_version: &str) -> PathBuf {
+        let from = self.models.join("profile").join(self.version());
+        let to = self.models.join("profile").join(new_version);
+        copy_dir(&from, &to);
+        let path = to.join("manifest.json");
+        let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        manifest["version"] = json!(new_version);
+        std::fs::write(&path, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+        to
+    }
+
+    /// Counts rows naming a user in every table.
+    async fn rows_of(&self, user: &str) -> i64 {
+        let tables = [
+            "SELECT COUNT(*) FROM interactions WHERE user_id = $1",
+            "SELECT COUNT(*) FROM events WHERE user_id = $1 OR payload LIKE '%' || $1 || '%'",
+            "SELECT COUNT(*) FROM users WHERE user_id = $1",
+            "SELECT COUNT(*) FROM profiles WHERE user_id = $1",
+            "SELECT COUNT(*) FROM profile_topics WHERE user_id = $1",
+        ];
+        let mut total = 0;
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+                for sql in tables {
+                    let n: i64 = sqlx::query_scalar(sql)
+                        .bind(user)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                    total += n;
+                }
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+                for sql in tables {
+                    let n: i64 = sqlx::query_scalar(sql)
+                        .bind(user)
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
+                    total += n;
+                }
+                pool.close().await;
+            }
+        }
+        total
+    }
+
+    async fn spawn(&self) -> TestApp {
+        self.spawn_with(&[]).await
+    }
+
+    async fn spawn_with(&self, extra: &[&str]) -> TestApp {
+        let mut args = vec![
+            "micro-serve".to_owned(),
+            "--bind".into(),
+            "127.0.0.1:0".into(),
+            "--database-url".into(),
+            self.database_url.clone(),
+            "--models-dir".into(),
+            self.models.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let app = Application::build(Config::parse_from(args))
+            .await
+            .expect("build");
+        let addr = app.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(app.run_until(async {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            base: format!("http://{addr}"),
+            client: Client::new(),
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+}
+
+struct TestApp {
+    base: String,
+    client: Client,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), serving::startup::StartupError>>>,
+}
+
+impl TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.get(path).await;
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_raw(&self, path: &str, content_type: &str, body: String) -> (StatusCode, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        let r = self.client.delete(self.url(path)).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Graceful stop: in-flight work finishes, profiles are flushed.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A target id from the demo model's catalog (so features see price and topics).
+fn catalog_targets(world: &World, n: usize) -> Vec<String> {
+    let dir = world.models.join("profile").join(world.version());
+    let catalog: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("catalog.json")).unwrap()).unwrap();
+    catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(n)
+        .map(|item| item["target_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn interaction(user: &str, target: &str, kind: &str, day: u32, id: Option<&str>) -> Value {
+    let mut v = json!({
+        "type": kind,
+        "timestamp": format!("2026-10-{:02}T12:00:00Z", day.clamp(1, 28)),
+        "origin": {"id": "shop-1", "type": "shop"},
+        "actor": {"id": user, "type": "user"},
+        "target": {"id": target, "type": "product"},
+    });
+    if let Some(id) = id {
+        v["id"] = json!(id);
+    }
+    if kind == "PURCHACE" {
+        v["value"] = json!({"amount": 25.0, "currency": "USD"});
+        v["quantity"] = json!(1);
+    }
+    v
+}
+
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    operations_endpoints_answer,
+    ingest_forms_and_read_your_writes,
+    bad_input_is_refused_by_field_and_good_items_kept,
+    retries_are_stored_once,
+    registration_creates_user_event_and_profile,
+    erasure_leaves_no_row_of_the_user,
+    events_service_lists_filters_pages_and_deletes,
+    deleting_an_interaction_recomputes_exactly,
+    profile_lists_filter_and_page,
+    score_stores_nothing,
+    profiles_after_restart_equal_those_before,
+    promote_under_load_drops_nothing,
+    broken_artifacts_are_refused_and_the_old_model_serves,
+    overload_answers_503_with_retry_after,
+);
+
+async fn operations_endpoints_answer(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let (s, v) = app.get_json("/healthz").await;
+    assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ok")));
+    let (s, v) = app.get_json("/readyz").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["ready"], true);
+    assert_eq!(v["model"], json!(world.version()));
+    let r = app.get("/healthz").await;
+    assert!(r.headers().contains_key("x-request-id"));
+    app.get("/v1/profiles/someone-123").await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"route="/v1/profiles/{user_id}""#),
+        "metrics by route template:\n{metrics}"
+    );
+    assert!(
+        !metrics.contains("someone-123"),
+        "raw paths leak into labels"
+    );
+    assert!(metrics.contains("micro_ingest_queue_depth"));
+    assert!(metrics.contains(&format!(
+        r#"micro_model_info{{version="{}"}} 1"#,
+        world.version()
+    )));
+    let (s, doc) = app.get_json("/openapi.json").await;
+    assert_eq!(s, StatusCode::OK);
+    for path in [
+        "/v1/interactions",
+        "/v1/profiles/{user_id}",
+        "/v1/models/{version}/promote",
+    ] {
+        assert!(doc["paths"][path].is_object(), "openapi lacks {path}");
+    }
+    let (s, v) = app.get_json("/v1/nothing-here").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "not_found");
+    app.stop().await;
+}
+
+async fn ingest_forms_and_read_your_writes(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 3);
+    let (s, v) = app
+        .post_json(
+            "/v1/interactions",
+            &interaction("ann", &t[0], "PURCHACE", 3, None),
         )
-        .await
-        .expect("response");
-    assert_eq!(res.status(), 200);
-    let res = serving::routes::app(serving::routes::AppState::default())
-        .oneshot(Request::get("/nope").body(Body::empty()).expect("request"))
-        .await
-        .expect("response");
-    assert_eq!(res.status(), 404);
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(1), Some(0))
+    );
+    // Read-your-writes: the profile reflects the interaction as soon as the POST returned.
+    let (s, p) = app.get_json("/v1/profiles/ann").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(p["interactionCount"], 1);
+    assert_eq!(p["modelVersion"], json!(world.version()));
+    assert!(
+        p["about"]["spendingClass"]
+            .as_u64()
+            .is_some_and(|c| (1..=5).contains(&c)),
+        "{p}"
+    );
+    assert!(p["about"]["actingLifeStage"].is_string(), "{p}");
+    assert!(
+        p["about"]["gender"].is_null(),
+        "gender is never inferred: {p}"
+    );
+    assert!(!p["topics"].as_array().unwrap().is_empty(), "{p}");
+    let array = json!([
+        interaction("ann", &t[1], "VIEW", 4, None),
+        interaction("ann", &t[2], "SAVE", 5, None),
+        interaction("bob", &t[1], "INQUIRY", 5, None),
+    ]);
+    let (s, v) = app.post_json("/v1/interactions", &array).await;
+    assert_eq!(
+        (s, v["accepted"].as_u64()),
+        (StatusCode::OK, Some(3)),
+        "{v}"
+    );
+    let ndjson = [
+        interaction("ann", &t[0], "SHARE", 6, None),
+        interaction("cy", &t[2], "VIEW", 6, None),
+    ]
+    .iter()
+    .map(|v| v.to_string() + "\n")
+    .collect::<String>();
+    let (s, v) = app
+        .post_raw("/v1/interactions", "application/x-ndjson", ndjson)
+        .await;
+    assert_eq!(
+        (s, v["accepted"].as_u64()),
+        (StatusCode::OK, Some(2)),
+        "{v}"
+    );
+    let (_, p) = app.get_json("/v1/profiles/ann").await;
+    assert_eq!(p["interactionCount"], 4);
+    let (_, p) = app.get_json("/v1/profiles/bob").await;
+    assert_eq!(p["interactionCount"], 1);
+    app.stop().await;
+}
+
+async fn bad_input_is_refused_by_field_and_good_items_kept(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn_with(&["--max-body-bytes", "20000"]).await;
+    let t = catalog_targets(&world, 1);
+    let mut bad = interaction("dee", &t[0], "BUY", 3, None);
+    bad["timestamp"] = json!("yesterday");
+    let batch = json!([
+        interaction("dee", &t[0], "VIEW", 3, None),
+        bad,
+        {"type": "VIEW"},
+        interaction("dee", &t[0], "SAVE", 4, None),
+    ]);
+    let (s, v) = app.post_json("/v1/interactions", &batch).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["accepted"], 2);
+    let rejected = v["rejected"].as_array().unwrap();
+    assert_eq!(rejected.len(), 2);
+    assert_eq!(rejected[0]["index"], 1);
+    let fields: Vec<&str> = rejected[0]["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert!(
+        fields.contains(&"type") && fields.contains(&"timestamp"),
+        "{fields:?}"
+    );
+    assert_eq!(rejected[1]["index"], 2);
+    let (_, p) = app.get_json("/v1/profiles/dee").await;
+    assert_eq!(
+        p["interactionCount"], 2,
+        "the good items of the batch are kept"
+    );
+
+    let (s, v) = app
+        .post_json("/v1/interactions", &json!({"type": "VIEW"}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["code"], "invalid");
+    assert!(
+        v["error"]["details"].to_string().contains("actor.id"),
+        "{v}"
+    );
+    let (s, v) = app
+        .post_raw("/v1/interactions", "application/json", "{not json".into())
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("malformed"))
+    );
+    let (s, v) = app
+        .post_raw("/v1/interactions", "text/plain", "hello".into())
+        .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    let big: Vec<Value> = (0..200)
+        .map(|i| interaction("dee", &t[0], "VIEW", 5, Some(&format!("big-{i}"))))
+        .collect();
+    let (s, _) = app.post_json("/v1/interactions", &json!(big)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (_, p) = app.get_json("/v1/profiles/dee").await;
+    assert_eq!(p["interactionCount"], 2, "refused requests change nothing");
+    let (s, v) = app.get_json("/v1/profiles?spendingClass=9").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["details"][0]["field"], "spendingClass");
+    app.stop().await;
+}
+
+async fn retries_are_stored_once(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 1);
+    let with_id = interaction("eve", &t[0], "VIEW", 3, Some("evt-1"));
+    let without_id = interaction("eve", &t[0], "SAVE", 4, None);
+    for round in 0..2 {
+        let (s, v) = app
+            .post_json("/v1/interactions", &json!([with_id, without_id]))
+            .await;
+        assert_eq!(s, StatusCode::OK);
+        let expect = if round == 0 { (2, 0) } else { (0, 2) };
+        assert_eq!(
+            (
+                v["accepted"].as_u64().unwrap(),
+                v["duplicates"].as_u64().unwrap()
+            ),
+            expect,
+            "{v}"
+        );
+    }
+    // The same id twice in one batch: the first wins.
+    let (_, v) = app
+        .post_json(
+            "/v1/interactions",
+            &json!([
+                interaction("eve", &t[0], "VIEW", 6, Some("evt-2")),
+                interaction("eve", &t[0], "VIEW", 7, Some("evt-2")),
+            ]),
+        )
+        .await;
+    assert_eq!(
+        (v["accepted"].as_u64(), v["duplicates"].as_u64()),
+        (Some(1), Some(1))
+    );
+    let (_, p) = app.get_json("/v1/profiles/eve").await;
+    assert_eq!(p["interactionCount"], 3);
+    app.stop().await;
+}
+
+async fn registration_creates_user_event_and_profile(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let body = json!({"userId": "fay", "email": "fay@example.com", "gender": "female",
+        "birthYear": 1990, "kids": 2, "name": "Fay"});
+    let (s, v) = app.post_json("/v1/users", &body).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    assert_eq!(v["profile"]["userId"], "fay");
+    assert_eq!(v["profile"]["about"]["gender"], "female");
+    assert_eq!(v["profile"]["about"]["realLifeStage"], "young_family");
+    assert_eq!(v["profile"]["interactionCount"], 0);
+    let (s, p) = app.get_json("/v1/profiles/fay").await;
+    assert_eq!(s, StatusCode::OK, "the profile exists from registration");
+    assert_eq!(p["about"]["realLifeStage"], "young_family");
+    let (s, u) = app.get_json("/v1/users/fay").await;
+    assert_eq!(
+        (s, u["email"].as_str()),
+        (StatusCode::OK, Some("fay@example.com"))
+    );
+    let (s, v) = app
+        .post_json("/v1/users", &json!({"email": "fay@example.com"}))
+        .await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict")),
+        "{v}"
+    );
+    let (s, v) = app
+        .post_json(
+            "/v1/users",
+            &json!({"userId": "fay", "email": "other@example.com"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    let (s, v) = app
+        .post_json("/v1/users", &json!({"email": "not-an-address", "kids": -1}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields = v["error"]["details"].to_string();
+    assert!(
+        fields.contains("email") && fields.contains("kids"),
+        "{fields}"
+    );
+    let (s, v) = app
+        .post_json("/v1/users", &json!({"email": "gus@example.com"}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let assigned = v["user"]["userId"].as_str().unwrap().to_owned();
+    assert!(!assigned.is_empty());
+    // Pages of one through both users.
+    let (_, page1) = app.get_json("/v1/users?limit=1").await;
+    let cursor = page1["nextCursor"].as_str().unwrap().to_owned();
+    let (_, page2) = app
+        .get_json(&format!("/v1/users?limit=1&cursor={cursor}"))
+        .await;
+    let mut ids = vec![
+        page1["items"][0]["userId"].as_str().unwrap().to_owned(),
+        page2["items"][0]["userId"].as_str().unwrap().to_owned(),
+    ];
+    ids.sort();
+    let mut expected = vec!["fay".to_owned(), assigned];
+    expected.sort();
+    assert_eq!(ids, expected);
+    let (_, events) = app
+        .get_json("/v1/events?type=user.registered&userId=fay")
+        .await;
+    assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+    app.stop().await;
+}
+
+async fn erasure_leaves_no_row_of_the_user(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 2);
+    app.post_json(
+        "/v1/users",
+        &json!({"userId": "gil", "email": "gil@example.com"}),
+    )
+    .await;
+    app.post_json(
+        "/v1/users",
+        &json!({"userId": "hal", "email": "hal@example.com"}),
+    )
+    .await;
+    for u in ["gil", "hal"] {
+        app.post_json(
+            "/v1/interactions",
+            &json!([
+                interaction(u, &t[0], "PURCHACE", 3, None),
+                interaction(u, &t[1], "VIEW", 4, None)
+            ]),
+        )
+        .await;
+    }
+    app.post_json(
+        "/v1/events",
+        &json!({"type": "cart.abandoned", "payload": {"userId": "gil"}}),
+    )
+    .await;
+    // Profiles reach the store before erasure, so erasure must remove them there.
+    app.get_json("/v1/profiles?limit=10").await;
+    assert!(world.rows_of("gil").await > 0);
+    let (s, v) = app.delete("/v1/users/gil").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["removed"],
+        json!({"user": 1, "interactions": 2, "events": 2, "profiles": 1})
+    );
+    app.get_json("/v1/profiles?limit=10").await;
+    assert_eq!(
+        world.rows_of("gil").await,
+        0,
+        "a row of the erased user is left"
+    );
+    let (s, _) = app.get_json("/v1/profiles/gil").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.get_json("/v1/users/gil").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.delete("/v1/users/gil").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, p) = app.get_json("/v1/profiles/hal").await;
+    assert_eq!(p["interactionCount"], 2, "other users are untouched");
+    app.stop().await;
+    assert_eq!(
+        world.rows_of("gil").await,
+        0,
+        "shutdown flush wrote nothing back"
+    );
+}
+
+async fn events_service_lists_filters_pages_and_deletes(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 1);
+    let (s, e) = app
+        .post_json(
+            "/v1/events",
+            &json!({"type": "cart.abandoned", "payload": {"userId": "ivy", "items": 3}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{e}");
+    let id = e["id"].as_str().unwrap().to_owned();
+    assert!(e["receivedAt"].is_string());
+    let (s, _) = app
+        .post_json(
+            "/v1/events",
+            &json!({"type": "interaction.recorded",
+            "payload": interaction("ivy", &t[0], "VIEW", 3, Some("ix-ivy-1"))}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    app.post_json(
+        "/v1/interactions",
+        &interaction("jon", &t[0], "VIEW", 3, None),
+    )
+    .await;
+    app.post_json("/v1/events", &json!({"type": "newsletter.sent"}))
+        .await;
+    let (s, v) = app
+        .post_json("/v1/events", &json!({"type": "Bad Type", "payload": 3}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let fields = v["error"]["details"].to_string();
+    assert!(
+        fields.contains("type") && fields.contains("payload"),
+        "{fields}"
+    );
+
+    let (_, all) = app.get_json("/v1/events").await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 4, "{all}");
+    let (_, ivy) = app.get_json("/v1/events?userId=ivy").await;
+    let kinds: Vec<&str> = ivy["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 2, "{ivy}");
+    assert!(kinds.contains(&"cart.abandoned") && kinds.contains(&"interaction.recorded"));
+    let (_, recorded) = app.get_json("/v1/events?type=interaction.recorded").await;
+    assert_eq!(recorded["items"].as_array().unwrap().len(), 2);
+    // Pages of one visit every event once.
+    let mut seen = Vec::new();
+    let mut path = "/v1/events?limit=1".to_owned();
+    loop {
+        let (s, page) = app.get_json(&path).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        for e in page["items"].as_array().unwrap() {
+            seen.push(e["id"].as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/v1/events?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4);
+    let (s, _) = app.get_json("/v1/events?cursor=zz").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let future = "2999-01-01T00:00:00Z";
+    let (_, none) = app.get_json(&format!("/v1/events?from={future}")).await;
+    assert!(none["items"].as_array().unwrap().is_empty());
+    let (s, got) = app.get_json(&format!("/v1/events/{id}")).await;
+    assert_eq!(
+        (s, got["payload"]["items"].as_u64()),
+        (StatusCode::OK, Some(3))
+    );
+    let (s, _) = app.delete(&format!("/v1/events/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.get_json(&format!("/v1/events/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = app.delete(&format!("/v1/events/{id}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+async fn deleting_an_interaction_recomputes_exactly(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 3);
+    let kept = [
+        interaction("kim", &t[0], "PURCHACE", 2, Some("k1")),
+        interaction("kim", &t[1], "VIEW", 5, Some("k2")),
+    ];
+    let dropped = interaction("kim", &t[2], "PURCHACE", 9, Some("k3"));
+    app.post_json("/v1/interactions", &json!([kept[0], dropped, kept[1]]))
+        .await;
+    let (_, before) = app.get_json("/v1/profiles/kim").await;
+    assert_eq!(before["interactionCount"], 3);
+    let (s, v) = app.delete("/v1/events/k3").await;
+    assert_eq!(
+        (s, v["recomputed"].as_str()),
+        (StatusCode::OK, Some("kim")),
+        "{v}"
+    );
+    let (_, after) = app.get_json("/v1/profiles/kim").await;
+    assert_eq!(after["interactionCount"], 2);
+    // Exactly the profile of the remaining history, scored at the same time.
+    let (s, expected) = app
+        .post_json(
+            "/v1/score",
+            &json!({"userId": "kim", "asOf": after["updatedAt"], "interactions": kept}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{expected}");
+    for field in [
+        "about",
+        "topics",
+        "confidence",
+        "interactionCount",
+        "modelVersion",
+    ] {
+        assert_eq!(
+            after[field], expected[field],
+            "{field}: {after} vs {expected}"
+        );
+    }
+    let (s, _) = app.get_json("/v1/events/k3").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    app.stop().await;
+}
+
+async fn profile_lists_filter_and_page(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 20);
+    let mut batch = Vec::new();
+    for u in 0..12 {
+        for k in 0..(1 + u % 5) {
+            let kind = if k % 2 == 0 { "PURCHACE" } else { "VIEW" };
+            batch.push(interaction(
+                &format!("user-{u:02}"),
+                &t[(u * 3 + k) % 20],
+                kind,
+                1 + k as u32,
+                None,
+            ));
+        }
+    }
+    app.post_json("/v1/interactions", &json!(batch)).await;
+    let mut profiles = Vec::new();
+    let mut path = "/v1/profiles?limit=5".to_owned();
+    loop {
+        let (s, page) = app.get_json(&path).await;
+        assert_eq!(s, StatusCode::OK, "{page}");
+        profiles.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["nextCursor"].as_str() {
+            Some(c) => path = format!("/v1/profiles?limit=5&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(profiles.len(), 12);
+    let ids: Vec<&str> = profiles
+        .iter()
+        .map(|p| p["userId"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ordered by user, no repeats"
+    );
+    let class = profiles[0]["about"]["spendingClass"].as_u64().unwrap();
+    let stage = profiles[0]["about"]["actingLifeStage"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let topic = profiles[0]["topics"][0].as_str().unwrap().to_owned();
+    let count = |f: &dyn Fn(&Value) -> bool| profiles.iter().filter(|p| f(p)).count();
+    let (_, by_class) = app
+        .get_json(&format!("/v1/profiles?spendingClass={class}"))
+        .await;
+    assert_eq!(
+        by_class["items"].as_array().unwrap().len(),
+        count(&|p| p["about"]["spendingClass"] == json!(class))
+    );
+    let (_, by_stage) = app
+        .get_json(&format!("/v1/profiles?lifeStage={stage}"))
+        .await;
+    assert_eq!(
+        by_stage["items"].as_array().unwrap().len(),
+        count(&|p| p["about"]["actingLifeStage"] == json!(stage))
+    );
+    let (_, by_topic) = app
+        .get_json(&format!("/v1/profiles?topic={}", urlencode(&topic)))
+        .await;
+    assert_eq!(
+        by_topic["items"].as_array().unwrap().len(),
+        count(&|p| p["topics"].as_array().unwrap().contains(&json!(topic)))
+    );
+    let (s, _) = app.get_json("/v1/profiles?lifeStage=teenager").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    app.stop().await;
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn score_stores_nothing(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 2);
+    let history = json!([
+        interaction("lee", &t[0], "PURCHACE", 3, None),
+        interaction("lee", &t[1], "VIEW", 4, None)
+    ]);
+    let (s, p) = app
+        .post_json("/v1/score", &json!({"interactions": history}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{p}");
+    assert_eq!(
+        (p["userId"].as_str(), p["interactionCount"].as_u64()),
+        (Some("lee"), Some(2))
+    );
+    assert!(p["about"]["spendingClass"].is_number());
+    let (s, _) = app.get_json("/v1/profiles/lee").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "scoring stored a profile");
+    let (_, events) = app.get_json("/v1/events").await;
+    assert!(events["items"].as_array().unwrap().is_empty());
+    let (s, v) = app
+        .post_json("/v1/score", &json!({"interactions": [{"type": "VIEW"}]}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(v["error"]["details"]["rejected"][0]["index"], 0);
+    app.stop().await;
+}
+
+async fn profiles_after_restart_equal_those_before(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 10);
+    app.post_json(
+        "/v1/users",
+        &json!({"userId": "max", "email": "max@example.com", "birthYear": 1950}),
+    )
+    .await;
+    let mut batch = Vec::new();
+    for (i, u) in ["max", "nia", "oz"].iter().enumerate() {
+        for k in 0..(2 + i) {
+            batch.push(interaction(
+                u,
+                &t[(i + k) % 10],
+                if k == 0 { "PURCHACE" } else { "VIEW" },
+                1 + k as u32,
+                None,
+            ));
+        }
+    }
+    app.post_json("/v1/interactions", &json!(batch)).await;
+    let mut before = Vec::new();
+    for u in ["max", "nia", "oz"] {
+        before.push(app.get_json(&format!("/v1/profiles/{u}")).await.1);
+    }
+    app.stop().await;
+    let app = world.spawn().await;
+    for (u, b) in ["max", "nia", "oz"].iter().zip(&before) {
+        let (s, after) = app.get_json(&format!("/v1/profiles/{u}")).await;
+        assert_eq!(s, StatusCode::OK);
+        assert_eq!(&after, b, "profile of {u} changed across a restart");
+    }
+    // State survives too: a new interaction folds onto the stored history.
+    app.post_json(
+        "/v1/interactions",
+        &interaction("nia", &t[0], "VIEW", 20, None),
+    )
+    .await;
+    let (_, p) = app.get_json("/v1/profiles/nia").await;
+    assert_eq!(
+        p["interactionCount"],
+        before[1]["interactionCount"].as_u64().unwrap() + 1
+    );
+    let (_, p) = app.get_json("/v1/profiles/max").await;
+    assert_eq!(p["about"]["realLifeStage"], "senior");
+    app.stop().await;
+}
+
+async fn promote_under_load_drops_nothing(backend: Backend) {
+    let world = World::new(backend).await;
+    let next = "profile-next";
+    world.copy_version(next);
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 10);
+    app.post_json(
+        "/v1/interactions",
+        &interaction("pat", &t[0], "PURCHACE", 1, None),
+    )
+    .await;
+    let base = app.base.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (client, base, stop, t) = (app.client.clone(), base.clone(), stop.clone(), t.clone());
+        load.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0, 0);
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) || n < 20 {
+                n += 1;
+                let user = format!("load-{worker}-{}", n % 7);
+                let body = interaction(&user, &t[n % 10], "VIEW", 1 + (n % 27) as u32, None);
+                let r = client
+                    .post(format!("{base}/v1/interactions"))
+                    .json(&body)
+                    .send()
+                    .await;
+                let g = client
+                    .get(format!("{base}/v1/profiles/{user}"))
+                    .send()
+                    .await;
+                for r in [r, g] {
+                    match r {
+                        Ok(r) if r.status().is_success() => ok += 1,
+                        _ => failed += 1,
+                    }
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, v) = app
+        .post_json(&format!("/v1/models/{next}/promote"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (mut ok, mut failed) = (0, 0);
+    for h in load {
+        let (o, f) = h.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    assert_eq!(
+        failed, 0,
+        "{failed} requests failed during the swap ({ok} succeeded)"
+    );
+    assert!(ok > 0);
+    let (_, models) = app.get_json("/v1/models").await;
+    assert_eq!(models["serving"], next);
+    assert_eq!(models["current"], next);
+    // Background re-scoring reaches every profile, including idle ones.
+    let mut rescored = false;
+    for _ in 0..100 {
+        let (_, p) = app.get_json("/v1/profiles/pat").await;
+        if p["modelVersion"] == next {
+            rescored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        rescored,
+        "an idle profile was not re-scored with the new model"
+    );
+    app.stop().await;
+}
+
+async fn broken_artifacts_are_refused_and_the_old_model_serves(backend: Backend) {
+    let world = World::new(backend).await;
+    let serving = world.version();
+    let corrupted = world.copy_version("profile-corrupted");
+    let catalog = corrupted.join("catalog.json");
+    let mut bytes = std::fs::read(&catalog).unwrap();
+    bytes.push(b' ');
+    std::fs::write(&catalog, bytes).unwrap();
+    let mismatched = world.copy_version("profile-mismatched");
+    let path = mismatched.join("manifest.json");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    manifest["feature_spec"]["params"]["half_life_days"] = json!(7.0);
+    std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let app = world.spawn().await;
+    let (s, v) = app
+        .post_json("/v1/models/profile-corrupted/promote", &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["details"]["model"]
+            .as_str()
+            .unwrap()
+            .contains("corrupted"),
+        "{v}"
+    );
+    let (s, v) = app
+        .post_json("/v1/models/profile-mismatched/promote", &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(
+        v["error"]["details"]["model"]
+            .as_str()
+            .unwrap()
+            .contains("feature schema"),
+        "{v}"
+    );
+    let (s, _) = app
+        .post_json("/v1/models/profile-nope/promote", &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (_, models) = app.get_json("/v1/models").await;
+    assert_eq!(models["serving"], json!(serving));
+    assert_eq!(models["current"], json!(serving));
+    app.stop().await;
+}
+
+async fn overload_answers_503_with_retry_after(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn_with(&["--ingest-queue", "10"]).await;
+    let t = catalog_targets(&world, 1);
+    let big: Vec<Value> = (0..11)
+        .map(|i| interaction("quin", &t[0], "VIEW", 3, Some(&format!("q-{i}"))))
+        .collect();
+    let (s, v) = app.post_json("/v1/interactions", &json!(big)).await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // Many concurrent full-queue batches: some must be turned away, at once.
+    let mut saw_503 = false;
+    for round in 0..20 {
+        let mut requests = Vec::new();
+        for r in 0..32 {
+            let body: Vec<Value> = (0..10)
+                .map(|i| {
+                    interaction(
+                        "quin",
+                        &t[0],
+                        "VIEW",
+                        3,
+                        Some(&format!("q-{round}-{r}-{i}")),
+                    )
+                })
+                .collect();
+            let client = app.client.clone();
+            let url = app.url("/v1/interactions");
+            requests.push(tokio::spawn(async move {
+                client.post(url).json(&body).send().await.unwrap()
+            }));
+        }
+        for r in requests {
+            let r = r.await.unwrap();
+            match r.status() {
+                StatusCode::OK => {}
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert_eq!(r.headers()["retry-after"], "1");
+                    saw_503 = true;
+                }
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        if saw_503 {
+            break;
+        }
+    }
+    assert!(
+        saw_503,
+        "a queue of 10 never overflowed under 32 concurrent batches of 10"
+    );
+    app.stop().await;
 }

@@ -33,9 +33,7 @@ use sha2::{Digest, Sha256};
 use crate::feature_table::{latest_timestamp, print_report};
 use crate::metrics::{precision_at_k, print_table, ClassMetrics, ReportRow};
 
-pub const SPENDING_CLASS: &str = "spendingClass";
-pub const LIFE_STAGE: &str = "actingLifeStage";
-pub const TOPICS: &str = "topics";
+pub use features::scoring::{CATALOG_FILE, LIFE_STAGE, SPENDING_CLASS, TOPICS};
 /// Registry name of the profile models.
 pub const MODEL_NAME: &str = "profile";
 /// Histories the cold-start evaluation truncates test users to.
@@ -271,6 +269,32 @@ fn tracing_fit(what: &str, started: Instant) {
     }
 }
 
+/// Most rows the multinomial logistic regressions fit on. Beyond this, a
+/// class-stratified, evenly spaced subset: a few hundred weights are pinned
+/// down long before 30k rows, while L-BFGS time grows with every row (linfa's
+/// solver is the slowest step of `train`).
+pub const MAX_LOGISTIC_ROWS: usize = 30_000;
+
+/// Indices of at most `cap` rows of `y`, the same share of every class,
+/// evenly spaced within each class (deterministic: no RNG, no order effects
+/// beyond the input's).
+fn stratified_subset(y: &[usize], k: usize, cap: usize) -> Vec<usize> {
+    if y.len() <= cap {
+        return (0..y.len()).collect();
+    }
+    let mut by_class = vec![Vec::new(); k];
+    for (i, &c) in y.iter().enumerate() {
+        by_class[c].push(i);
+    }
+    let mut out = Vec::with_capacity(cap);
+    for rows in by_class {
+        let take = (rows.len() * cap).div_ceil(y.len()).min(rows.len());
+        out.extend((0..take).map(|j| rows[j * rows.len() / take.max(1)]));
+    }
+    out.sort_unstable();
+    out
+}
+
 /// Fits every candidate family on the training rows. Class imbalance: trees
 /// train with class-balanced sample weights; probabilistic families are also
 /// offered with prior correction (probabilities divided by class frequency).
@@ -308,11 +332,16 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<Class
         });
         let mut out = Vec::new();
         let started = Instant::now();
+        let subset = stratified_subset(y, classes.len(), MAX_LOGISTIC_ROWS);
+        let logistic_data = Dataset::new(
+            select(dataset.records(), &subset),
+            Array1::from_iter(subset.iter().map(|&i| y[i])),
+        );
         let logistic = MultiLogisticRegression::default()
             .alpha(1.0)
             .max_iterations(MAX_ITERATIONS)
-            .gradient_tolerance(gradient_tolerance(y.len()))
-            .fit(&dataset);
+            .gradient_tolerance(gradient_tolerance(subset.len()))
+            .fit(&logistic_data);
         tracing_fit("logistic regression", started);
         match logistic {
             Ok(m) => {
@@ -888,6 +917,12 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
         );
     }
     bar.set_message("writing artifact");
+    // The catalog index is part of the fitted preprocessing: serving resolves
+    // targets against exactly the catalog the features were trained on.
+    files.push((
+        CATALOG_FILE.to_owned(),
+        serde_json::to_vec(prepared.index.catalog())?,
+    ));
     let now = chrono::Utc::now();
     let as_of = chrono::DateTime::from_timestamp_micros(prepared.as_of).unwrap_or_default();
     let manifest = Manifest {
@@ -1027,4 +1062,23 @@ pub fn evaluate(
         &table,
     );
     Ok(serde_json::json!({"version": manifest.version, "targets": out}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_subset_keeps_class_shares_and_the_cap() {
+        let y: Vec<usize> = (0..1000).map(|i| usize::from(i % 10 == 0)).collect();
+        let rows = stratified_subset(&y, 2, 100);
+        assert!(rows.len() <= 101, "{}", rows.len());
+        let ones = rows.iter().filter(|&&i| y[i] == 1).count();
+        assert_eq!(ones, 10);
+        assert!(rows.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+        assert_eq!(
+            stratified_subset(&y[..50], 2, 100),
+            (0..50).collect::<Vec<_>>()
+        );
+    }
 }

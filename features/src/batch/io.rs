@@ -109,6 +109,38 @@ fn read_frame(path: &Path, format: Format) -> Result<DataFrame> {
     frame.map_err(|e| input_error(path, e.to_string()))
 }
 
+/// Rows per slice when reading Parquet: the raw text columns of a whole
+/// 10M-row file would take gigabytes next to the normalised frame.
+const PARQUET_SLICE_ROWS: usize = 1 << 20;
+
+/// Calls `each(first_row, frame)` over a Parquet file slice by slice, or once
+/// with a whole CSV file.
+fn for_each_frame(
+    path: &Path,
+    format: Format,
+    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
+) -> Result<()> {
+    if format != Format::Parquet {
+        return each(0, read_frame(path, format)?);
+    }
+    let open = || File::open(path).map_err(|e| input_error(path, e.to_string()));
+    let rows = ParquetReader::new(open()?)
+        .num_rows()
+        .map_err(|e| input_error(path, e.to_string()))?;
+    let mut offset = 0;
+    loop {
+        let df = ParquetReader::new(open()?)
+            .with_slice(Some((offset, PARQUET_SLICE_ROWS)))
+            .finish()
+            .map_err(|e| input_error(path, e.to_string()))?;
+        each(offset, df)?;
+        offset += PARQUET_SLICE_ROWS;
+        if offset >= rows {
+            return Ok(());
+        }
+    }
+}
+
 /// A typed view of one input column.
 struct Columns<'a> {
     path: &'a Path,
@@ -203,30 +235,43 @@ impl TimestampColumn {
     }
 }
 
-/// Accumulates valid rows into the normalised interaction frame.
-#[derive(Default)]
+/// Accumulates valid rows into the normalised interaction frame. Text goes
+/// straight into Arrow string views (no `String` per value): at 10M rows the
+/// difference is gigabytes.
 struct InteractionColumns {
-    id: Vec<String>,
-    user: Vec<String>,
+    id: StringChunkedBuilder,
+    user: StringChunkedBuilder,
     kind: Vec<i32>,
     ts: Vec<i64>,
-    target: Vec<String>,
+    target: StringChunkedBuilder,
     amount: Vec<Option<f64>>,
     quantity: Vec<Option<f64>>,
 }
 
 impl InteractionColumns {
+    fn new() -> InteractionColumns {
+        InteractionColumns {
+            id: StringChunkedBuilder::new(cols::ID.into(), 0),
+            user: StringChunkedBuilder::new(cols::USER.into(), 0),
+            kind: Vec::new(),
+            ts: Vec::new(),
+            target: StringChunkedBuilder::new(cols::TARGET.into(), 0),
+            amount: Vec::new(),
+            quantity: Vec::new(),
+        }
+    }
+
     fn push(&mut self, report: &mut LoadReport, row: usize, raw: RawInteraction<'_>) {
         report.rows += 1;
         match raw.check() {
             Ok(checked) => {
-                self.id.push(checked.id.into_owned());
+                self.id.append_value(checked.id.as_ref());
                 self.kind.push(checked.kind.index() as i32);
                 self.ts.push(checked.timestamp_micros);
                 self.user
-                    .push(raw.actor_id.unwrap_or_default().into_owned());
+                    .append_value(raw.actor_id.as_deref().unwrap_or_default());
                 self.target
-                    .push(raw.target_id.unwrap_or_default().into_owned());
+                    .append_value(raw.target_id.as_deref().unwrap_or_default());
                 self.amount.push(raw.amount);
                 self.quantity.push(raw.quantity);
             }
@@ -236,11 +281,11 @@ impl InteractionColumns {
 
     fn finish(self) -> Result<DataFrame> {
         Ok(DataFrame::new_infer_height(vec![
-            Column::new(cols::ID.into(), self.id),
-            Column::new(cols::USER.into(), self.user),
+            self.id.finish().into_column(),
+            self.user.finish().into_column(),
             Column::new(cols::KIND.into(), self.kind),
             Column::new(cols::TS.into(), self.ts),
-            Column::new(cols::TARGET.into(), self.target),
+            self.target.finish().into_column(),
             Column::new(cols::AMOUNT.into(), self.amount),
             Column::new(cols::QUANTITY.into(), self.quantity),
         ])?)
@@ -252,13 +297,13 @@ impl InteractionColumns {
 pub fn frame_from_interactions<'a>(
     interactions: impl IntoIterator<Item = &'a Interaction>,
 ) -> Result<DataFrame> {
-    let mut out = InteractionColumns::default();
+    let mut out = InteractionColumns::new();
     for i in interactions {
-        out.id.push(i.id.clone());
-        out.user.push(i.actor.id.clone());
+        out.id.append_value(&i.id);
+        out.user.append_value(&i.actor.id);
         out.kind.push(i.kind.index() as i32);
         out.ts.push(i.timestamp_micros());
-        out.target.push(i.target.id.clone());
+        out.target.append_value(&i.target.id);
         out.amount.push(i.value.as_ref().map(|v| v.amount));
         out.quantity.push(i.quantity);
     }
@@ -270,7 +315,7 @@ pub fn frame_from_interactions<'a>(
 /// (index in [`crate::InteractionType::ALL`]), `ts` (µs since epoch),
 /// `target`, `amount`, `quantity`.
 pub fn read_interactions(path: &Path) -> Result<(DataFrame, LoadReport)> {
-    let mut out = InteractionColumns::default();
+    let mut out = InteractionColumns::new();
     let mut report = LoadReport::default();
     match Format::of(path)? {
         Format::NdJson => for_each_line(path, |row, line| {
@@ -289,8 +334,7 @@ pub fn read_interactions(path: &Path) -> Result<(DataFrame, LoadReport)> {
             }
             Ok(())
         })?,
-        format => {
-            let df = read_frame(path, format)?;
+        format => for_each_frame(path, format, |offset, df| {
             let c = Columns { path, df: &df };
             let id = c.text("id", false)?;
             let kind = c.text("type", true)?;
@@ -328,9 +372,10 @@ pub fn read_interactions(path: &Path) -> Result<(DataFrame, LoadReport)> {
                     currency: text(&currency, row),
                     quantity: quantity.as_ref().and_then(|c| c.get(row)),
                 };
-                out.push(&mut report, row, raw);
+                out.push(&mut report, offset + row, raw);
             }
-        }
+            Ok(())
+        })?,
     }
     Ok((out.finish()?, report))
 }

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Serving benchmarks: starts a release micro-serve on a fresh SQLite file with
+# the repository's model, then measures, in one run on this machine:
+#   1. GET /healthz ceiling (closed loop)
+#   2. single-interaction POST ceiling (closed loop), then p99 at half that rate (open loop)
+#   3. batched ingest (NDJSON batches, durable on SQLite)
+#   4. profile GET ceiling (closed loop) over the users just written
+# Usage: serving/load/run.sh [seconds per step, default 10]
+# Figures go to docs/benchmarks.md by hand, with this command line.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-10}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+cargo build --release -p serving --bins >&2
+BIN="$CARGO_TARGET_DIR/release"
+WORK=$(mktemp -d)
+PORT=${MICRO_LOAD_PORT:-18080}
+BASE="http://127.0.0.1:$PORT"
+MICRO_BIND=127.0.0.1:$PORT MICRO_DATABASE_URL="sqlite://$WORK/micro.db" MICRO_MODELS_DIR=models \
+  MICRO_LOG=warn "$BIN/micro-serve" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
+# Targets from the served model's catalog, so interactions carry price and topics.
+VERSION=$(cat models/profile/current)
+TARGETS=$(python3 -c "import json,sys; print(','.join(i['target_id'] for i in json.load(open('models/profile/$VERSION/catalog.json'))[:200]))")
+load() { "$BIN/micro-load" --base "$BASE" --duration "$SECS" --targets "$TARGETS" "$@"; }
+
+echo "machine: $(nproc) cores; server and load generator share them"
+load --scenario healthz --concurrency 64
+HEALTHZ=$(load --scenario healthz --concurrency 64 --json | tail -1 | python3 -c "import json,sys; print(json.load(sys.stdin)['requests_per_sec'])")
+echo "healthz rate: $HEALTHZ"
+SINGLE=$(load --scenario single --concurrency 64 --run-id s1 --json | tee /dev/stderr | tail -1 | python3 -c "import json,sys; print(json.load(sys.stdin)['requests_per_sec'])")
+HALF=$(python3 -c "print(round($SINGLE/2))")
+load --scenario single --rate "$HALF" --run-id s2
+load --scenario batch --batch 1000 --concurrency 4 --run-id b1
+load --scenario profile --concurrency 64
+python3 - "$HEALTHZ" "$SINGLE" <<'PY'
+import sys
+h, s = map(float, sys.argv[1:])
+print(f"single POST / healthz = {s/h:.2f}")
+PY

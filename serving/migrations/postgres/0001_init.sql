@@ -1,0 +1,64 @@
+-- Micro's store on PostgreSQL. Times are microseconds since the Unix epoch.
+
+-- The interaction log: append-only except for erasure. `seq` orders commits
+-- (a sequence: never reused).
+CREATE TABLE interactions (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    user_id TEXT NOT NULL,
+    kind BIGINT NOT NULL,
+    ts BIGINT NOT NULL,
+    origin_id TEXT NOT NULL,
+    origin_type TEXT NOT NULL,
+    actor_type TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    target_type TEXT NOT NULL,
+    amount DOUBLE PRECISION,
+    currency TEXT,
+    quantity DOUBLE PRECISION,
+    received_at BIGINT NOT NULL
+);
+CREATE INDEX interactions_by_user ON interactions (user_id, seq);
+
+CREATE TABLE users (
+    user_id TEXT PRIMARY KEY,
+    email TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+
+CREATE TABLE events (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    user_id TEXT,
+    payload TEXT NOT NULL,
+    received_at BIGINT NOT NULL
+);
+CREATE INDEX events_by_time ON events (received_at, id);
+CREATE INDEX events_by_user ON events (user_id);
+
+-- Profiles are derived (log + registration + model); persisted for lists and
+-- restarts. `meta.profiles_seq` says up to which interaction seq every profile
+-- row is current; later interactions are re-folded on start.
+CREATE TABLE profiles (
+    user_id TEXT PRIMARY KEY,
+    spending_class BIGINT,
+    life_stage TEXT,
+    real_life_stage TEXT,
+    body TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX profiles_by_spending ON profiles (spending_class, user_id);
+CREATE INDEX profiles_by_life_stage ON profiles (life_stage, user_id);
+
+CREATE TABLE profile_topics (
+    topic TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    PRIMARY KEY (topic, user_id)
+);
+CREATE INDEX profile_topics_by_user ON profile_topics (user_id);
+
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value BIGINT NOT NULL
+);

@@ -1,0 +1,256 @@
+//! `micro-load`: drives a running `micro-serve` and reports throughput and
+//! latency percentiles, so the figures in `docs/benchmarks.md` can be
+//! reproduced (`serving/load/run.sh` runs the whole set).
+//!
+//! Two modes: closed loop (`--concurrency N` workers, each sending its next
+//! request when the last answered: the service's maximum rate) and open loop
+//! (`--rate R`: requests are due on a fixed schedule and latency counts from
+//! when a request was due, so a stall is not hidden by the client waiting).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Scenario {
+    /// `GET /healthz`: the service's own ceiling on this machine.
+    Healthz,
+    /// `POST /v1/interactions` with one interaction.
+    Single,
+    /// `POST /v1/interactions` with `--batch` interactions (NDJSON).
+    Batch,
+    /// `GET /v1/profiles/{userId}` over `--users` users.
+    Profile,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "micro-load", version, about = "Load generator for micro-serve")]
+struct Args {
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Base URL of the service.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    base: String,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Concurrent requests (closed loop).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Requests per second (open loop); unset: closed loop.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Interactions per request in the batch scenario.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Distinct users interactions and reads are spread over.
+    #[arg(long, default_value_t = 100_000)]
+    users: u64,
+    /// Target ids to point interactions at (comma-separated), e.g. from the
+    /// served model's catalog.
+    #[arg(long, value_delimiter = ',', default_value = "t-1")]
+    targets: Vec<String>,
+    /// Distinguishes ids between runs so interactions are new, not duplicates.
+    #[arg(long, default_value = "run")]
+    run_id: String,
+    /// Print the result as one JSON line as well.
+    #[arg(long)]
+    json: bool,
+}
+
+struct Shared {
+    args: Args,
+    client: reqwest::Client,
+    next: AtomicU64,
+    ok: AtomicU64,
+    failed: AtomicU64,
+    latency: Mutex<Histogram<u64>>,
+}
+
+impl Shared {
+    fn interaction(&self, n: u64) -> String {
+        let a = &self.args;
+        let user = n.wrapping_mul(2_654_435_761) % a.users;
+        let target = &a.targets[(n as usize) % a.targets.len()];
+        let kind = ["VIEW", "SAVE", "VIEW", "SHARE", "PURCHACE"][(n % 5) as usize];
+        let value = if kind == "PURCHACE" {
+            format!(
+                r#","value":{{"amount":{}.5,"currency":"USD"}}"#,
+                5 + n % 200
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            r#"{{"id":"{}-{n}","type":"{kind}","timestamp":"2026-10-{:02}T{:02}:{:02}:00Z","origin":{{"id":"shop-{}","type":"shop"}},"actor":{{"id":"user-{user}","type":"user"}},"target":{{"id":"{target}","type":"product"}}{value}}}"#,
+            a.run_id,
+            1 + n % 28,
+            n % 24,
+            n % 60,
+            n % 7,
+        )
+    }
+
+    async fn one(&self) -> Result<u64> {
+        let a = &self.args;
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let request = match a.scenario {
+            Scenario::Healthz => self.client.get(format!("{}/healthz", a.base)),
+            Scenario::Profile => {
+                let user = n.wrapping_mul(2_654_435_761) % a.users;
+                self.client
+                    .get(format!("{}/v1/profiles/user-{user}", a.base))
+            }
+            Scenario::Single => self
+                .client
+                .post(format!("{}/v1/interactions", a.base))
+                .header("content-type", "application/json")
+                .body(self.interaction(n)),
+            Scenario::Batch => {
+                let mut body = String::with_capacity(a.batch * 300);
+                for i in 0..a.batch as u64 {
+                    body.push_str(&self.interaction(n * a.batch as u64 + i));
+                    body.push('\n');
+                }
+                self.client
+                    .post(format!("{}/v1/interactions", a.base))
+                    .header("content-type", "application/x-ndjson")
+                    .body(body)
+            }
+        };
+        let response = request.send().await?;
+        let status = response.status();
+        let _ = response.bytes().await?;
+        // A profile not found is an answer too (reads of users not yet seen).
+        if status.is_success() || (matches!(a.scenario, Scenario::Profile) && status == 404) {
+            Ok(match a.scenario {
+                Scenario::Batch => a.batch as u64,
+                Scenario::Single => 1,
+                _ => 0,
+            })
+        } else {
+            bail!("status {status}")
+        }
+    }
+
+    async fn record(&self, due: Instant) -> u64 {
+        let outcome = self.one().await;
+        let micros = due.elapsed().as_micros() as u64;
+        if let Ok(mut h) = self.latency.try_lock() {
+            let _ = h.record(micros.max(1));
+        } else {
+            let _ = self.latency.lock().await.record(micros.max(1));
+        }
+        match outcome {
+            Ok(items) => {
+                self.ok.fetch_add(1, Ordering::Relaxed);
+                items
+            }
+            Err(_) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                0
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let duration = Duration::from_secs_f64(args.duration);
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(64))
+        .tcp_nodelay(true)
+        .build()
+        .context("HTTP client")?;
+    let shared = Arc::new(Shared {
+        args,
+        client,
+        next: AtomicU64::new(0),
+        ok: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        latency: Mutex::new(Histogram::new(3)?),
+    });
+    let items = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::new();
+    match shared.args.rate {
+        None => {
+            for _ in 0..shared.args.concurrency {
+                let (shared, items) = (shared.clone(), items.clone());
+                tasks.push(tokio::spawn(async move {
+                    while Instant::now() < deadline {
+                        let n = shared.record(Instant::now()).await;
+                        items.fetch_add(n, Ordering::Relaxed);
+                    }
+                }));
+            }
+        }
+        Some(rate) => {
+            let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
+            let mut due = started;
+            while due < deadline {
+                let now = Instant::now();
+                if due > now {
+                    tokio::time::sleep(due - now).await;
+                }
+                let (shared, items) = (shared.clone(), items.clone());
+                let this = due;
+                tasks.push(tokio::spawn(async move {
+                    let n = shared.record(this).await;
+                    items.fetch_add(n, Ordering::Relaxed);
+                }));
+                due += interval;
+            }
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let ok = shared.ok.load(Ordering::Relaxed);
+    let failed = shared.failed.load(Ordering::Relaxed);
+    let items = items.load(Ordering::Relaxed);
+    let h = shared.latency.lock().await;
+    let ms = |q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    let mode = match shared.args.rate {
+        Some(r) => format!("open loop at {r:.0}/s"),
+        None => format!("closed loop, {} concurrent", shared.args.concurrency),
+    };
+    println!(
+        "{:?} ({mode}): {ok} ok, {failed} failed in {secs:.1} s = {:.0} req/s{}; latency ms p50 {:.3} p99 {:.3} p99.9 {:.3} max {:.3}",
+        shared.args.scenario,
+        ok as f64 / secs,
+        if items > 0 {
+            format!(" ({:.0} interactions/s)", items as f64 / secs)
+        } else {
+            String::new()
+        },
+        ms(0.5),
+        ms(0.99),
+        ms(0.999),
+        h.max() as f64 / 1000.0,
+    );
+    if shared.args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "scenario": format!("{:?}", shared.args.scenario).to_lowercase(),
+                "mode": mode, "ok": ok, "failed": failed, "seconds": secs,
+                "requests_per_sec": ok as f64 / secs,
+                "interactions_per_sec": items as f64 / secs,
+                "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
+            })
+        );
+    }
+    if failed > 0 {
+        bail!("{failed} requests failed");
+    }
+    Ok(())
+}

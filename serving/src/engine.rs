@@ -1,0 +1,464 @@
+//! The live side of profiles: each active user's incremental feature state
+//! (folded from the log), what they declared at registration, and what the
+//! active model last said of them. Profiles are read from here, so a GET sees
+//! an interaction as soon as its POST returned.
+//!
+//! Only the ingestion pipeline mutates states (one writer, in commit order);
+//! readers take a shard lock for the time of a copy. Changed profiles are
+//! marked dirty and written to the store in the background (see
+//! [`crate::pipeline`]): they are derived data, rebuilt from the log when a
+//! crash loses a write.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use chrono::{DateTime, Utc};
+use features::model::ClassifierModel;
+use features::{
+    FoldInput, Interaction, LifeStage, Profile, ProfileAbout, ProfileConfidence, ProfileScorer,
+    UserFeatureState, UserRegistration,
+};
+use ndarray::Array2;
+
+const SHARDS: usize = 64;
+
+/// One shard of the live users, by user id.
+type Shard = HashMap<Box<str>, Entry>;
+
+/// What a user declared, as profiles use it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Declared {
+    pub gender: Option<Box<str>>,
+    pub real_life_stage: Option<LifeStage>,
+}
+
+impl Declared {
+    pub fn of(registration: &UserRegistration, now: DateTime<Utc>) -> Declared {
+        use chrono::Datelike;
+        Declared {
+            gender: registration.gender.as_deref().map(Box::from),
+            real_life_stage: registration.real_life_stage(now.year()),
+        }
+    }
+}
+
+/// What the model said, compactly (topic names are shared with the model).
+#[derive(Clone, Debug, Default)]
+struct Scored {
+    spending_class: Option<u8>,
+    life_stage: Option<LifeStage>,
+    spending_confidence: Option<f32>,
+    life_stage_confidence: Option<f32>,
+    topics: Box<[Arc<str>]>,
+    model_version: Option<Arc<str>>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    state: UserFeatureState,
+    declared: Option<Declared>,
+    scored: Scored,
+    updated_at_micros: i64,
+}
+
+impl Entry {
+    fn new(now: i64) -> Entry {
+        Entry {
+            state: UserFeatureState::new(),
+            declared: None,
+            scored: Scored::default(),
+            updated_at_micros: now,
+        }
+    }
+
+    fn profile(&self, user_id: &str) -> Profile {
+        let declared = self.declared.clone().unwrap_or_default();
+        Profile {
+            user_id: user_id.to_owned(),
+            about: ProfileAbout {
+                gender: declared.gender.map(String::from),
+                spending_class: self.scored.spending_class,
+                real_life_stage: declared.real_life_stage,
+                acting_life_stage: self.scored.life_stage,
+            },
+            topics: self.scored.topics.iter().map(|t| t.to_string()).collect(),
+            confidence: ProfileConfidence {
+                spending_class: self.scored.spending_confidence.map(round_confidence),
+                acting_life_stage: self.scored.life_stage_confidence.map(round_confidence),
+            },
+            interaction_count: self.state.interaction_count(),
+            model_version: self.scored.model_version.as_deref().map(String::from),
+            updated_at: DateTime::from_timestamp_micros(self.updated_at_micros).unwrap_or_default(),
+        }
+    }
+}
+
+/// Confidences are stored as `f32`; three decimals is what they are worth.
+fn round_confidence(c: f32) -> f64 {
+    (f64::from(c) * 1000.0).round() / 1000.0
+}
+
+/// The model in use with the names its profiles share.
+#[derive(Debug)]
+pub struct ActiveModel {
+    pub scorer: ProfileScorer,
+    version: Arc<str>,
+    topics: HashMap<String, Arc<str>>,
+}
+
+impl ActiveModel {
+    pub fn new(scorer: ProfileScorer) -> ActiveModel {
+        let topics = scorer
+            .topics
+            .as_ref()
+            .map(|t| {
+                t.topics
+                    .iter()
+                    .map(|name| (name.clone(), Arc::from(name.as_str())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        ActiveModel {
+            version: Arc::from(scorer.version.as_str()),
+            scorer,
+            topics,
+        }
+    }
+
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+/// Per-user live state and the active model.
+#[derive(Debug)]
+pub struct Engine {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    model: RwLock<Option<Arc<ActiveModel>>>,
+    dirty: Mutex<HashSet<Box<str>>>,
+    /// Highest interaction seq folded; every profile it touched is marked dirty
+    /// before this moves.
+    folded_seq: AtomicI64,
+    plain: PlainFeatures,
+    /// True while memory holds every user the store knows (an empty store at
+    /// start, nothing dropped since): users not held are then new, and the
+    /// pipeline skips looking them up.
+    complete: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Now, in µs since the epoch.
+pub fn now_micros() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    pub fn new() -> Engine {
+        Engine {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            model: RwLock::new(None),
+            dirty: Mutex::new(HashSet::new()),
+            folded_seq: AtomicI64::new(0),
+            plain: PlainFeatures::new(),
+            complete: AtomicBool::new(false),
+        }
+    }
+
+    fn shard(&self, user_id: &str) -> MutexGuard<'_, Shard> {
+        let i = (self.hasher.hash_one(user_id) as usize) % SHARDS;
+        lock(&self.shards[i])
+    }
+
+    pub fn model(&self) -> Option<Arc<ActiveModel>> {
+        self.model
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Swaps the model atomically: requests holding the old one finish with
+    /// it. States folded under other features (another spec or catalog) are
+    /// dropped, to be rebuilt from the log; returns whether that happened.
+    pub fn set_model(&self, model: ActiveModel) -> bool {
+        let mut slot = self
+            .model
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let compatible = slot.as_ref().is_some_and(|old| {
+            old.scorer.spec == model.scorer.spec
+                && old.scorer.index.catalog() == model.scorer.index.catalog()
+        });
+        if !compatible {
+            for shard in self.shards.iter() {
+                lock(shard).clear();
+            }
+            self.complete.store(false, Ordering::SeqCst);
+        }
+        *slot = Some(Arc::new(model));
+        !compatible
+    }
+
+    /// Says whether memory holds every user the store knows.
+    pub fn set_complete(&self, complete: bool) {
+        self.complete.store(complete, Ordering::SeqCst);
+    }
+
+    /// Whether a user not held in memory may have rows in the store.
+    pub fn needs_lookup(&self, user_id: &str) -> bool {
+        !self.complete.load(Ordering::SeqCst) && !self.is_loaded(user_id)
+    }
+
+    pub fn is_loaded(&self, user_id: &str) -> bool {
+        self.shard(user_id).contains_key(user_id)
+    }
+
+    /// Number of users held in memory.
+    pub fn users(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).len()).sum()
+    }
+
+    /// Bytes held for users' states, scores and keys (hash-table slack
+    /// excluded): what `/metrics` reports and the memory bench checks.
+    pub fn state_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                lock(s)
+                    .iter()
+                    .map(|(k, e)| {
+                        k.len() + std::mem::size_of::<(Box<str>, Entry)>() + e.state.heap_size()
+                            - std::mem::size_of::<UserFeatureState>()
+                            + e.scored.topics.len() * std::mem::size_of::<Arc<str>>()
+                    })
+                    .sum::<usize>()
+            })
+            .sum()
+    }
+
+    /// The live profile of a user held in memory.
+    pub fn profile(&self, user_id: &str) -> Option<Profile> {
+        self.shard(user_id).get(user_id).map(|e| e.profile(user_id))
+    }
+
+    /// Installs a user loaded from the store: their log so far and their
+    /// registration. Replaces whatever was held.
+    pub fn load(&self, user_id: &str, log: &[Interaction], declared: Option<Declared>, now: i64) {
+        let mut entry = Entry::new(now);
+        entry.declared = declared;
+        if let Some(model) = self.model() {
+            for i in log {
+                entry
+                    .state
+                    .fold(&model.scorer.spec, &FoldInput::new(i, &model.scorer.index));
+            }
+        } else {
+            self.plain.fold(&mut entry.state, log);
+        }
+        self.shard(user_id).insert(Box::from(user_id), entry);
+    }
+
+    /// Records a registration: the profile exists from now on.
+    pub fn register(&self, user_id: &str, declared: Declared, now: i64) -> Profile {
+        let mut shard = self.shard(user_id);
+        let entry = shard
+            .entry(Box::from(user_id))
+            .or_insert_with(|| Entry::new(now));
+        entry.declared = Some(declared);
+        entry.updated_at_micros = now;
+        let profile = entry.profile(user_id);
+        drop(shard);
+        self.mark_dirty([user_id]);
+        profile
+    }
+
+    pub fn forget(&self, user_id: &str) {
+        self.shard(user_id).remove(user_id);
+        lock(&self.dirty).remove(user_id);
+    }
+
+    pub fn mark_dirty<'a>(&self, users: impl IntoIterator<Item = &'a str>) {
+        let mut dirty = lock(&self.dirty);
+        for u in users {
+            if !dirty.contains(u) {
+                dirty.insert(Box::from(u));
+            }
+        }
+    }
+
+    /// Folds newly stored interactions (each exactly once, `max_seq` the
+    /// highest among them), re-scores every user touched, and returns their
+    /// profiles.
+    pub fn fold(&self, interactions: &[&Interaction], max_seq: i64, now: i64) -> Vec<Profile> {
+        let model = self.model();
+        let mut touched: Vec<&str> = Vec::new();
+        for i in interactions {
+            let user = i.user_id();
+            let mut shard = self.shard(user);
+            let entry = shard
+                .entry(Box::from(user))
+                .or_insert_with(|| Entry::new(now));
+            touched.push(user);
+            match &model {
+                Some(m) => entry
+                    .state
+                    .fold(&m.scorer.spec, &FoldInput::new(i, &m.scorer.index)),
+                None => self.plain.fold(&mut entry.state, std::slice::from_ref(*i)),
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        let profiles = self.rescore(&touched, model.as_deref(), now);
+        self.folded_seq.fetch_max(max_seq, Ordering::SeqCst);
+        profiles
+    }
+
+    /// Scores the given users with `model` as of `now` (batched: one matrix
+    /// through each model) and marks them dirty. Users not held are skipped.
+    pub fn rescore(&self, users: &[&str], model: Option<&ActiveModel>, now: i64) -> Vec<Profile> {
+        let mut present: Vec<&str> = Vec::with_capacity(users.len());
+        let mut scores = Vec::new();
+        if let Some(m) = model {
+            let width = m.scorer.spec.len();
+            let mut x = Vec::with_capacity(users.len() * width);
+            let mut row = Vec::with_capacity(width);
+            let mut scored_rows = Vec::new();
+            for &u in users {
+                let shard = self.shard(u);
+                let Some(entry) = shard.get(u) else { continue };
+                present.push(u);
+                if entry.state.interaction_count() > 0 {
+                    let as_of = now.max(entry.state.last_timestamp_micros().unwrap_or(now));
+                    row.clear();
+                    entry.state.write_vector(&m.scorer.spec, as_of, &mut row);
+                    x.extend_from_slice(&row);
+                    scored_rows.push(present.len() - 1);
+                }
+            }
+            let x = Array2::from_shape_vec((scored_rows.len(), width), x)
+                .unwrap_or_else(|_| Array2::zeros((0, width)));
+            let out = m.scorer.score_matrix(&x);
+            scores = vec![None; present.len()];
+            for (i, s) in scored_rows.into_iter().zip(out) {
+                scores[i] = Some(s);
+            }
+        } else {
+            present.extend(users.iter().copied().filter(|u| self.is_loaded(u)));
+        }
+        let mut profiles = Vec::with_capacity(present.len());
+        for (i, &u) in present.iter().enumerate() {
+            let mut shard = self.shard(u);
+            let Some(entry) = shard.get_mut(u) else {
+                continue;
+            };
+            let scored = scores.get(i).cloned().flatten();
+            let version = model
+                .filter(|_| scored.is_some())
+                .map(|m| m.version.clone());
+            let s = scored.unwrap_or_default();
+            entry.scored = Scored {
+                spending_class: s.spending_class,
+                life_stage: s.life_stage,
+                spending_confidence: s.spending_class_confidence.map(|c| c as f32),
+                life_stage_confidence: s.life_stage_confidence.map(|c| c as f32),
+                topics: s
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        model
+                            .and_then(|m| m.topics.get(t).cloned())
+                            .unwrap_or_else(|| Arc::from(t.as_str()))
+                    })
+                    .collect(),
+                model_version: version,
+            };
+            entry.updated_at_micros = now;
+            profiles.push(entry.profile(u));
+        }
+        self.mark_dirty(present.iter().copied());
+        profiles
+    }
+
+    /// Takes the dirty profiles and the seq up to which they are current.
+    pub fn take_dirty(&self) -> (Vec<Profile>, i64) {
+        let seq = self.folded_seq.load(Ordering::SeqCst);
+        let users: Vec<Box<str>> = lock(&self.dirty).drain().collect();
+        let profiles = users.iter().filter_map(|u| self.profile(u)).collect();
+        (profiles, seq)
+    }
+
+    pub fn note_seq(&self, seq: i64) {
+        self.folded_seq.fetch_max(seq, Ordering::SeqCst);
+    }
+
+    /// Scores a history without storing anything (`POST /v1/score`).
+    pub fn score_history(&self, user_id: &str, history: &[Interaction], as_of: i64) -> Profile {
+        let mut entry = Entry::new(as_of);
+        let model = self.model();
+        if let Some(m) = &model {
+            let mut seen = HashSet::new();
+            for i in history.iter().filter(|i| seen.insert(i.id.as_str())) {
+                entry
+                    .state
+                    .fold(&m.scorer.spec, &FoldInput::new(i, &m.scorer.index));
+            }
+            if entry.state.interaction_count() > 0 {
+                let v = entry.state.vector(&m.scorer.spec, as_of);
+                let s = m
+                    .scorer
+                    .score_matrix(&ClassifierModel::row(&v))
+                    .pop()
+                    .unwrap_or_default();
+                entry.scored = Scored {
+                    spending_class: s.spending_class,
+                    life_stage: s.life_stage,
+                    spending_confidence: s.spending_class_confidence.map(|c| c as f32),
+                    life_stage_confidence: s.life_stage_confidence.map(|c| c as f32),
+                    topics: s.topics.iter().map(|t| Arc::from(t.as_str())).collect(),
+                    model_version: Some(m.version.clone()),
+                };
+            }
+        } else {
+            self.plain.fold(&mut entry.state, history);
+        }
+        entry.profile(user_id)
+    }
+}
+
+/// Folding without a model: no catalog, default parameters. Profiles of users
+/// with no model yet still carry counts; states are rebuilt from the log when
+/// a model arrives.
+#[derive(Debug)]
+struct PlainFeatures {
+    spec: features::FeatureSpec,
+    index: features::definition::CatalogIndex,
+}
+
+impl PlainFeatures {
+    fn new() -> PlainFeatures {
+        let spec = features::FeatureSpec {
+            params: features::FeatureParams::default(),
+            tags: Vec::new(),
+        };
+        let index = spec.index_catalog(&features::Catalog::default());
+        PlainFeatures { spec, index }
+    }
+
+    fn fold(&self, state: &mut UserFeatureState, log: &[Interaction]) {
+        for i in log {
+            state.fold(&self.spec, &FoldInput::new(i, &self.index));
+        }
+    }
+}

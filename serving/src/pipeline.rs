@@ -1,0 +1,542 @@
+//! The ingestion pipeline: one writer task through which every change to the
+//! log and to live states passes, in order.
+//!
+//! Ingest requests queue here; the writer takes as many as are waiting (up to
+//! a group size) and appends them in one transaction (group commit), then
+//! folds the new interactions into their users' states, re-scores those users
+//! and answers every request of the group. A POST therefore returns only after
+//! its interactions are durable *and* visible in profiles. Registrations,
+//! deletions and re-scoring go through the same queue, so a user's state never
+//! sees two writers.
+//!
+//! The queue is bounded twice: by jobs (channel capacity) and by queued
+//! interactions (a semaphore); a request that does not fit is refused at once
+//! (`Overloaded`, HTTP 503 with `Retry-After`) instead of growing memory.
+//!
+//! Changed profiles are written to the store by a flusher every
+//! [`FLUSH_INTERVAL`] and at shutdown; `meta.profiles_seq` records how far they
+//! are current, and start-up re-folds users with later interactions.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use features::{Event, Interaction, Profile};
+use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::bus::{new_event, Bus};
+use crate::engine::{now_micros, Declared, Engine};
+use crate::store::{Appended, Erasure, EventRecord, Store, StoreError, UserRecord};
+
+/// How often changed profiles are written to the store.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// Most interactions committed in one transaction.
+pub const MAX_GROUP: usize = 20_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("ingestion queue is full ({queued} interactions waiting); retry shortly")]
+    Overloaded { queued: usize },
+    #[error("batch of {size} interactions exceeds the queue ({capacity}); split it")]
+    TooLarge { size: usize, capacity: usize },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the service is shutting down")]
+    Closed,
+}
+
+pub type Result<T, E = PipelineError> = std::result::Result<T, E>;
+
+type Reply<T> = oneshot::Sender<Result<T>>;
+
+enum Job {
+    Ingest {
+        batch: Vec<Interaction>,
+        reply: Reply<Vec<Appended>>,
+        _permit: OwnedSemaphorePermit,
+    },
+    Register {
+        record: Box<UserRecord>,
+        event: Box<EventRecord>,
+        reply: Reply<Profile>,
+    },
+    DeleteInteraction {
+        id: String,
+        reply: Reply<Option<String>>,
+    },
+    Erase {
+        user_id: String,
+        reply: Reply<Erasure>,
+    },
+    Rescore {
+        users: Vec<String>,
+        reply: Reply<usize>,
+    },
+    Barrier {
+        reply: Reply<()>,
+    },
+}
+
+/// Capacities of the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Interactions that may wait for the writer.
+    pub queued_interactions: usize,
+    /// Requests that may wait for the writer.
+    pub queued_jobs: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            queued_interactions: 200_000,
+            queued_jobs: 4_096,
+        }
+    }
+}
+
+/// Handle to the pipeline; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Pipeline {
+    tx: mpsc::Sender<Job>,
+    permits: Arc<Semaphore>,
+    limits: Limits,
+    flush_lock: Arc<Mutex<i64>>,
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+}
+
+/// The pipeline's background tasks, to be awaited at shutdown.
+#[derive(Debug)]
+pub struct Tasks {
+    writer: JoinHandle<()>,
+    flusher: JoinHandle<()>,
+    stop_flusher: oneshot::Sender<()>,
+}
+
+struct Writer {
+    store: Arc<dyn Store>,
+    engine: Arc<Engine>,
+    bus: Arc<dyn Bus>,
+    flush_lock: Arc<Mutex<i64>>,
+}
+
+impl Pipeline {
+    /// Starts the writer and the flusher.
+    pub fn start(
+        store: Arc<dyn Store>,
+        engine: Arc<Engine>,
+        bus: Arc<dyn Bus>,
+        limits: Limits,
+    ) -> (Pipeline, Tasks) {
+        let (tx, rx) = mpsc::channel(limits.queued_jobs.max(1));
+        let flush_lock = Arc::new(Mutex::new(0));
+        let pipeline = Pipeline {
+            tx,
+            permits: Arc::new(Semaphore::new(limits.queued_interactions.max(1))),
+            limits,
+            flush_lock: flush_lock.clone(),
+            store: store.clone(),
+            engine: engine.clone(),
+        };
+        let writer = Writer {
+            store,
+            engine,
+            bus,
+            flush_lock,
+        };
+        let writer = tokio::spawn(writer.run(rx));
+        let (stop_flusher, mut stop) = oneshot::channel();
+        let flushing = pipeline.clone();
+        let flusher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = &mut stop => break,
+                }
+                if let Err(e) = flushing.flush().await {
+                    tracing::warn!(error = %e, "writing profiles failed; will retry");
+                }
+            }
+        });
+        (
+            pipeline,
+            Tasks {
+                writer,
+                flusher,
+                stop_flusher,
+            },
+        )
+    }
+
+    /// Interactions waiting for the writer.
+    pub fn queue_depth(&self) -> usize {
+        self.limits
+            .queued_interactions
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(Reply<T>) -> Job) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        match self.tx.try_send(job(reply)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(PipelineError::Overloaded {
+                    queued: self.queue_depth(),
+                })
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(PipelineError::Closed),
+        }
+        answer.await.map_err(|_| PipelineError::Closed)?
+    }
+
+    /// Appends validated interactions durably and folds them; returns each
+    /// one's sequence number, `None` for duplicates.
+    pub async fn ingest(&self, batch: Vec<Interaction>) -> Result<Vec<Appended>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let size = batch.len();
+        let permits = u32::try_from(size)
+            .ok()
+            .filter(|_| size <= self.limits.queued_interactions)
+            .ok_or(PipelineError::TooLarge {
+                size,
+                capacity: self.limits.queued_interactions,
+            })?;
+        let permit = self
+            .permits
+            .clone()
+            .try_acquire_many_owned(permits)
+            .map_err(|_| PipelineError::Overloaded {
+                queued: self.queue_depth(),
+            })?;
+        self.submit(|reply| Job::Ingest {
+            batch,
+            reply,
+            _permit: permit,
+        })
+        .await
+    }
+
+    pub async fn register(&self, record: UserRecord, event: EventRecord) -> Result<Profile> {
+        self.submit(|reply| Job::Register {
+            record: Box::new(record),
+            event: Box::new(event),
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes an interaction and recomputes its user's state from the rest
+    /// of the log; returns the user when the interaction existed.
+    pub async fn delete_interaction(&self, id: String) -> Result<Option<String>> {
+        self.submit(|reply| Job::DeleteInteraction { id, reply })
+            .await
+    }
+
+    pub async fn erase(&self, user_id: String) -> Result<Erasure> {
+        self.submit(|reply| Job::Erase { user_id, reply }).await
+    }
+
+    /// Re-scores users with the active model (loading them when not held).
+    pub async fn rescore(&self, users: Vec<String>) -> Result<usize> {
+        self.submit(|reply| Job::Rescore { users, reply }).await
+    }
+
+    /// Writes changed profiles to the store now.
+    pub async fn flush(&self) -> Result<()> {
+        let mut saved_seq = self.flush_lock.lock().await;
+        let (profiles, seq) = self.engine.take_dirty();
+        if profiles.is_empty() && seq <= *saved_seq {
+            return Ok(());
+        }
+        if let Err(e) = self.store.save_profiles(&profiles, seq).await {
+            self.engine
+                .mark_dirty(profiles.iter().map(|p| p.user_id.as_str()));
+            return Err(e.into());
+        }
+        *saved_seq = seq;
+        Ok(())
+    }
+
+    /// Re-folds users whose interactions are newer than the saved profiles
+    /// (a crash lost the last flush), then records the log position. Run at
+    /// start, before serving.
+    pub async fn recover(&self) -> Result<usize> {
+        let saved = self.store.profiles_seq().await?;
+        let max = self.store.max_seq().await?;
+        let stale = if max > saved {
+            self.store.users_after_seq(saved).await?
+        } else {
+            Vec::new()
+        };
+        let n = stale.len();
+        for chunk in stale.chunks(1_000) {
+            self.rescore(chunk.to_vec()).await?;
+        }
+        self.engine.note_seq(max);
+        self.flush().await?;
+        Ok(n)
+    }
+
+    /// Re-scores every stored profile with the active model, page by page
+    /// through the queue (so it interleaves with ingestion). Returns the count.
+    pub async fn rescore_all(&self) -> Result<usize> {
+        self.flush().await?;
+        let mut after: Option<String> = None;
+        let mut total = 0;
+        loop {
+            let ids = self.store.profile_ids(after.as_deref(), 1_000).await?;
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            total += ids.len();
+            self.rescore(ids).await?;
+            after = Some(last);
+        }
+        self.flush().await?;
+        Ok(total)
+    }
+}
+
+impl Tasks {
+    /// Finishes every job queued so far, then writes the last profiles. Call
+    /// once the server has stopped taking requests.
+    pub async fn shutdown(self, pipeline: &Pipeline) {
+        let Tasks {
+            writer,
+            flusher,
+            stop_flusher,
+        } = self;
+        let (reply, done) = oneshot::channel();
+        // Jobs run in order: when the barrier answers, all before it are done.
+        if pipeline.tx.send(Job::Barrier { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+        let _ = stop_flusher.send(());
+        let _ = flusher.await;
+        if let Err(e) = pipeline.flush().await {
+            tracing::error!(error = %e, "final profile flush failed; profiles will be rebuilt at start");
+        }
+        writer.abort();
+    }
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let mut pending: Option<Job> = None;
+        loop {
+            let job = match pending.take() {
+                Some(job) => job,
+                None => match rx.recv().await {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            match job {
+                Job::Ingest {
+                    batch,
+                    reply,
+                    _permit,
+                } => {
+                    let mut size = batch.len();
+                    let mut group = vec![(batch, reply, _permit)];
+                    while size < MAX_GROUP {
+                        match rx.try_recv() {
+                            Ok(Job::Ingest {
+                                batch,
+                                reply,
+                                _permit,
+                            }) => {
+                                size += batch.len();
+                                group.push((batch, reply, _permit));
+                            }
+                            Ok(other) => {
+                                pending = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group).await;
+                }
+                Job::Register {
+                    record,
+                    event,
+                    reply,
+                } => {
+                    let _ = reply.send(self.register(*record, *event).await);
+                }
+                Job::DeleteInteraction { id, reply } => {
+                    let _ = reply.send(self.delete_interaction(&id).await);
+                }
+                Job::Erase { user_id, reply } => {
+                    let _ = reply.send(self.erase(&user_id).await);
+                }
+                Job::Rescore { users, reply } => {
+                    let _ = reply.send(self.rescore(&users).await);
+                }
+                Job::Barrier { reply } => {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+        }
+    }
+
+    async fn commit_group(
+        &self,
+        group: Vec<(Vec<Interaction>, Reply<Vec<Appended>>, OwnedSemaphorePermit)>,
+    ) {
+        let mut all = Vec::with_capacity(group.iter().map(|g| g.0.len()).sum());
+        let mut replies = Vec::with_capacity(group.len());
+        for (batch, reply, permit) in group {
+            replies.push((batch.len(), reply, permit));
+            all.extend(batch);
+        }
+        let now = now_micros();
+        let appended = match self.store.append_interactions(&all, now).await {
+            Ok(a) => a,
+            Err(e) => {
+                let message = e.to_string();
+                tracing::error!(error = %message, "appending interactions failed");
+                for (_, reply, _) in replies {
+                    let _ = reply.send(Err(StoreError::Corrupt(message.clone()).into()));
+                }
+                return;
+            }
+        };
+        let new: Vec<(&Interaction, i64)> = all
+            .iter()
+            .zip(&appended)
+            .filter_map(|(i, a)| a.map(|seq| (i, seq)))
+            .collect();
+        if let Some(first) = new.iter().map(|(_, s)| *s).min() {
+            let mut unknown: Vec<&str> = new
+                .iter()
+                .map(|(i, _)| i.user_id())
+                .filter(|u| self.engine.needs_lookup(u))
+                .collect();
+            unknown.sort_unstable();
+            unknown.dedup();
+            let mut failed = HashSet::new();
+            for user in unknown {
+                if let Err(e) = self.load_user(user, Some(first), now).await {
+                    // Their interactions are durable; the next lookup folds them.
+                    tracing::warn!(user, error = %e, "loading a user's history failed");
+                    failed.insert(user.to_owned());
+                }
+            }
+            let max = new.iter().map(|(_, s)| *s).max().unwrap_or(first);
+            let folding: Vec<&Interaction> = new
+                .iter()
+                .map(|(i, _)| *i)
+                .filter(|i| !failed.contains(i.user_id()))
+                .collect();
+            let profiles = self.engine.fold(&folding, max, now);
+            for u in &failed {
+                self.engine.forget(u);
+            }
+            self.publish_profiles(profiles);
+        }
+        let mut rest = appended.as_slice();
+        for (n, reply, permit) in replies {
+            let (mine, tail) = rest.split_at(n.min(rest.len()));
+            rest = tail;
+            let _ = reply.send(Ok(mine.to_vec()));
+            drop(permit);
+        }
+    }
+
+    /// Loads a user's stored history (`seq < before`) and registration.
+    async fn load_user(&self, user_id: &str, before: Option<i64>, now: i64) -> Result<()> {
+        let log = self.store.interactions_of(user_id, before).await?;
+        let registration = self.store.user(user_id).await?;
+        let log: Vec<Interaction> = log.into_iter().map(|l| l.interaction).collect();
+        let declared = registration.map(|r| Declared::of(&r.registration, chrono::Utc::now()));
+        self.engine.load(user_id, &log, declared, now);
+        Ok(())
+    }
+
+    fn publish_profiles(&self, profiles: Vec<Profile>) {
+        if !self.bus.has_listeners() {
+            return;
+        }
+        for p in profiles {
+            if let Ok(payload) = serde_json::to_value(&p) {
+                self.bus.publish(new_event("profile.updated", payload));
+            }
+        }
+    }
+
+    async fn register(&self, record: UserRecord, event: EventRecord) -> Result<Profile> {
+        self.store.insert_user(&record, &event).await?;
+        let user_id = record.user_id();
+        let now = now_micros();
+        let declared = Declared::of(&record.registration, chrono::Utc::now());
+        if self.engine.needs_lookup(user_id) {
+            self.load_user(user_id, None, now).await?;
+        }
+        self.engine.register(user_id, declared, now);
+        let model = self.engine.model();
+        let profile = self
+            .engine
+            .rescore(&[user_id], model.as_deref(), now)
+            .pop()
+            .or_else(|| self.engine.profile(user_id))
+            .ok_or(PipelineError::Closed)?;
+        self.bus.publish(event.event);
+        self.publish_profiles(vec![profile.clone()]);
+        Ok(profile)
+    }
+
+    async fn delete_interaction(&self, id: &str) -> Result<Option<String>> {
+        let Some(user) = self.store.delete_interaction(id).await? else {
+            return Ok(None);
+        };
+        let now = now_micros();
+        self.load_user(&user, None, now).await?;
+        let model = self.engine.model();
+        let profiles = self.engine.rescore(&[user.as_str()], model.as_deref(), now);
+        self.publish_profiles(profiles);
+        Ok(Some(user))
+    }
+
+    async fn erase(&self, user_id: &str) -> Result<Erasure> {
+        // Hold the flusher off so it cannot write the profile back.
+        let _flush = self.flush_lock.lock().await;
+        let erased = self.store.erase_user(user_id).await?;
+        self.engine.forget(user_id);
+        if !erased.is_empty() {
+            let payload = serde_json::json!({"userId": user_id, "removed": erased});
+            self.bus.publish(new_event("user.deleted", payload));
+        }
+        Ok(erased)
+    }
+
+    async fn rescore(&self, users: &[String]) -> Result<usize> {
+        let now = now_micros();
+        for u in users {
+            if self.engine.needs_lookup(u) {
+                self.load_user(u, None, now).await?;
+            }
+        }
+        let refs: Vec<&str> = users.iter().map(String::as_str).collect();
+        let model = self.engine.model();
+        let profiles = self.engine.rescore(&refs, model.as_deref(), now);
+        let n = profiles.len();
+        self.publish_profiles(profiles);
+        Ok(n)
+    }
+}
+
+/// An event record for an event about a user.
+pub fn user_event(event: Event, user_id: &str) -> EventRecord {
+    EventRecord {
+        event,
+        user_id: Some(user_id.to_owned()),
+    }
+}

@@ -1,0 +1,251 @@
+//! `POST /v1/interactions` (one, an array, or NDJSON; partial acceptance) and
+//! `POST /v1/score` (a history scored without storing anything).
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use features::{Interaction, Profile, ValidationErrors};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::engine::now_micros;
+use crate::error::{ApiResult, AppError};
+
+/// How a body is framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Framing {
+    Json,
+    NdJson,
+}
+
+/// Reads the content type: JSON or NDJSON, anything else is a 415.
+pub(crate) fn framing(headers: &HeaderMap) -> ApiResult<Framing> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(Framing::Json),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Framing::NdJson),
+        "" => Err(AppError::Unsupported(
+            "Content-Type is required: application/json or application/x-ndjson".into(),
+        )),
+        other => Err(AppError::Unsupported(format!(
+            "Content-Type {other} is not accepted: use application/json or application/x-ndjson"
+        ))),
+    }
+}
+
+/// The body, or 413 (over the limit) / 400 (unreadable) as JSON errors.
+pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    body.map_err(|r| {
+        if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::TooLarge(format!("request body is too large: {}", r.body_text()))
+        } else {
+            AppError::Malformed(format!("request body could not be read: {}", r.body_text()))
+        }
+    })
+}
+
+/// Parses a whole JSON body, or answers 400 naming where it broke.
+pub(crate) fn json_body(body: &[u8]) -> ApiResult<Value> {
+    serde_json::from_slice(body)
+        .map_err(|e| AppError::Malformed(format!("body is not valid JSON: {e}")))
+}
+
+/// The items of a body: `(index, parsed or parse error)`; `single` when the
+/// body was one JSON object rather than a list.
+pub(crate) fn items(
+    framing: Framing,
+    body: &[u8],
+) -> ApiResult<(Vec<Result<Value, String>>, bool)> {
+    match framing {
+        Framing::Json => match json_body(body)? {
+            Value::Array(items) => Ok((items.into_iter().map(Ok).collect(), false)),
+            single => Ok((vec![Ok(single)], true)),
+        },
+        Framing::NdJson => {
+            let text = std::str::from_utf8(body)
+                .map_err(|e| AppError::Malformed(format!("body is not UTF-8: {e}")))?;
+            Ok((
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON: {e}")))
+                    .collect(),
+                false,
+            ))
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(crate) struct Rejected {
+    pub index: usize,
+    pub errors: Value,
+}
+
+/// Validates items; returns the valid interactions with their indices and the
+/// rejected ones.
+fn validate(items: Vec<Result<Value, String>>) -> (Vec<(usize, Interaction)>, Vec<Rejected>) {
+    let mut good = Vec::with_capacity(items.len());
+    let mut bad = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        let checked = item
+            .map_err(|message| {
+                let mut e = ValidationErrors::new();
+                e.push("$", message);
+                e
+            })
+            .and_then(|v| Interaction::from_json(&v));
+        match checked {
+            Ok(i) => good.push((index, i)),
+            Err(errors) => bad.push(Rejected {
+                index,
+                errors: json!(errors),
+            }),
+        }
+    }
+    (good, bad)
+}
+
+#[derive(Debug, Serialize)]
+pub struct IngestAnswer {
+    accepted: usize,
+    duplicates: usize,
+    rejected: Vec<Rejected>,
+    /// Ids of the items in body order (`null` for rejected ones): derived ids
+    /// let a client address what it sent without one.
+    ids: Vec<Option<String>>,
+}
+
+#[utoipa::path(post, path = "/v1/interactions", tag = "interactions",
+    request_body(content = String, description = "One interaction (JSON object), a JSON array, or NDJSON (application/x-ndjson)"),
+    responses(
+        (status = 200, description = "{accepted, duplicates, rejected: [{index, errors}], ids}; answered after the accepted ones are durable"),
+        (status = 400, description = "Body is not JSON"), (status = 413, description = "Body too large"),
+        (status = 415, description = "Wrong content type"), (status = 422, description = "Every item is invalid"),
+        (status = 503, description = "Overloaded; see Retry-After"),
+    ))]
+pub async fn post_interactions(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<IngestAnswer>> {
+    let body = body_bytes(body)?;
+    let framing = framing(&headers)?;
+    let (items, single) = items(framing, &body)?;
+    let total = items.len();
+    let (good, rejected) = validate(items);
+    state.metrics.ingest_rejected.inc_by(rejected.len() as u64);
+    if good.is_empty() && !rejected.is_empty() {
+        let details = if single {
+            rejected
+                .into_iter()
+                .next()
+                .map(|r| r.errors)
+                .unwrap_or_default()
+        } else {
+            json!({"rejected": rejected})
+        };
+        return Err(AppError::Invalid(details));
+    }
+    let (indices, interactions): (Vec<usize>, Vec<Interaction>) = good.into_iter().unzip();
+    let mut ids: Vec<Option<String>> = vec![None; total];
+    for (&i, x) in indices.iter().zip(&interactions) {
+        ids[i] = Some(x.id.clone());
+    }
+    let appended = match state.pipeline.ingest(interactions).await {
+        Ok(a) => a,
+        Err(e) => {
+            if matches!(e, crate::pipeline::PipelineError::Overloaded { .. }) {
+                state.metrics.ingest_refused.inc();
+            }
+            return Err(e.into());
+        }
+    };
+    let accepted = appended.iter().filter(|a| a.is_some()).count();
+    let duplicates = appended.len() - accepted;
+    state.metrics.ingest_accepted.inc_by(accepted as u64);
+    state.metrics.ingest_duplicates.inc_by(duplicates as u64);
+    Ok(Json(IngestAnswer {
+        accepted,
+        duplicates,
+        rejected,
+        ids,
+    }))
+}
+
+#[utoipa::path(post, path = "/v1/score", tag = "profiles",
+    request_body(content = String, description = "{userId?, asOf?, interactions: [...]} or a bare array of interactions"),
+    responses((status = 200, description = "The profile this history yields; nothing is stored"),
+        (status = 422, description = "Invalid interactions, by index")))]
+pub async fn score(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Profile>> {
+    let body = body_bytes(body)?;
+    if framing(&headers)? != Framing::Json {
+        return Err(AppError::Unsupported(
+            "POST /v1/score takes application/json".into(),
+        ));
+    }
+    let value = json_body(&body)?;
+    let (user_id, as_of, list) = match value {
+        Value::Array(list) => (None, None, list),
+        Value::Object(mut obj) => {
+            let list = match obj.remove("interactions") {
+                Some(Value::Array(list)) => list,
+                _ => {
+                    return Err(AppError::Invalid(json!([
+                        {"field": "interactions", "message": "is required: an array of interactions"}
+                    ])))
+                }
+            };
+            let as_of = match obj.get("asOf") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(
+                    chrono::DateTime::parse_from_rfc3339(s)
+                        .map_err(|e| {
+                            AppError::Invalid(
+                                json!([{"field": "asOf", "message": format!("not RFC 3339: {e}")}]),
+                            )
+                        })?
+                        .timestamp_micros(),
+                ),
+                Some(_) => {
+                    return Err(AppError::Invalid(json!([
+                        {"field": "asOf", "message": "must be an RFC 3339 string"}
+                    ])))
+                }
+            };
+            let user = obj.get("userId").and_then(Value::as_str).map(str::to_owned);
+            (user, as_of, list)
+        }
+        _ => {
+            return Err(AppError::Invalid(json!([
+                {"field": "$", "message": "must be an object with interactions, or an array"}
+            ])))
+        }
+    };
+    let (good, rejected) = validate(list.into_iter().map(Ok).collect());
+    if !rejected.is_empty() {
+        return Err(AppError::Invalid(json!({"rejected": rejected})));
+    }
+    let history: Vec<Interaction> = good.into_iter().map(|(_, i)| i).collect();
+    let user_id = user_id
+        .or_else(|| history.first().map(|i| i.user_id().to_owned()))
+        .unwrap_or_default();
+    let latest = history.iter().map(Interaction::timestamp_micros).max();
+    let as_of = as_of.unwrap_or_else(|| now_micros().max(latest.unwrap_or(i64::MIN)));
+    Ok(Json(state.engine.score_history(&user_id, &history, as_of)))
+}

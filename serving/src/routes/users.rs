@@ -1,0 +1,122 @@
+//! Registration (the seed's user service): `POST/GET /v1/users`,
+//! `GET/DELETE /v1/users/{id}`. Deleting erases every row of the user.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use chrono::{Datelike, Utc};
+use features::UserRegistration;
+use serde_json::{json, Value};
+
+use super::ingest::{body_bytes, framing, json_body, Framing};
+use super::{cursor, page_limit, AppState};
+use crate::bus::new_event;
+use crate::error::{ApiResult, AppError};
+use crate::pipeline::user_event;
+use crate::store::UserRecord;
+
+fn user_json(record: &UserRecord) -> Value {
+    json!(record)
+}
+
+#[utoipa::path(post, path = "/v1/users", tag = "users",
+    request_body(content = String, description = "{userId?, email, name?, gender?, birthYear?, adults?, kids?, maritalStatus?, incomeBand?}"),
+    responses((status = 201, description = "{user, profile}: saved, user.registered emitted, profile created"),
+        (status = 409, description = "userId or email already registered"),
+        (status = 422, description = "Invalid fields, each named")))]
+pub async fn register(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let body = body_bytes(body)?;
+    if framing(&headers)? != Framing::Json {
+        return Err(AppError::Unsupported(
+            "POST /v1/users takes application/json".into(),
+        ));
+    }
+    let value = json_body(&body)?;
+    let now = Utc::now();
+    let mut registration =
+        UserRegistration::from_json(&value, now.year()).map_err(|e| AppError::invalid(&e))?;
+    let user_id = registration
+        .user_id
+        .get_or_insert_with(|| format!("u_{}", uuid::Uuid::now_v7().simple()))
+        .clone();
+    let record = UserRecord {
+        registration,
+        created_at: now,
+    };
+    let event = user_event(new_event("user.registered", user_json(&record)), &user_id);
+    let profile = state.pipeline.register(record.clone(), event).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"user": user_json(&record), "profile": profile})),
+    ))
+}
+
+#[utoipa::path(get, path = "/v1/users", tag = "users",
+    params(("limit" = Option<usize>, Query, description = "1–1000, default 100"),
+        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
+    responses((status = 200, description = "{items, nextCursor}")))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let limit = page_limit(parse_limit(&query)?)?;
+    let after: Option<String> = query.get("cursor").map(|c| cursor::decode(c)).transpose()?;
+    let users = state.store.list_users(after.as_deref(), limit).await?;
+    let next = (users.len() == limit)
+        .then(|| users.last().map(|u| cursor::encode(&u.user_id())))
+        .flatten();
+    let items: Vec<Value> = users.iter().map(user_json).collect();
+    Ok(Json(json!({"items": items, "nextCursor": next})))
+}
+
+/// `limit` as a number, or 422 naming it.
+pub(crate) fn parse_limit(query: &HashMap<String, String>) -> ApiResult<Option<usize>> {
+    query
+        .get("limit")
+        .map(|l| {
+            l.parse().map_err(|_| {
+                AppError::Invalid(
+                    json!([{"field": "limit", "message": format!("{l:?} is not a number")}]),
+                )
+            })
+        })
+        .transpose()
+}
+
+#[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path)),
+    responses((status = 200, description = "The registration"), (status = 404, description = "No such user")))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let user = state
+        .store
+        .user(&user_id)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("user {user_id}")))?;
+    Ok(Json(user_json(&user)))
+}
+
+#[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path)),
+    responses((status = 200, description = "{userId, removed: {user, interactions, events, profiles}}: every row of the user erased"),
+        (status = 404, description = "Nothing stored for this user")))]
+pub async fn erase(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let removed = state.pipeline.erase(user_id.clone()).await?;
+    if removed.is_empty() {
+        return Err(AppError::NotFound(format!("user {user_id}")));
+    }
+    Ok(Json(json!({"userId": user_id, "removed": removed})))
+}
