@@ -172,6 +172,35 @@ impl World {
     }
 }
 
+impl Drop for World {
+    /// Drops the test's PostgreSQL database (on a thread of its own: drop
+    /// cannot await).
+    fn drop(&mut self) {
+        if self.backend != Backend::Postgres {
+            return;
+        }
+        let Some((_, name)) = self.database_url.rsplit_once('/') else {
+            return;
+        };
+        let name = name.to_owned();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
 struct TestApp {
     base: String,
     client: Client,
