@@ -14,7 +14,7 @@
 //! (`Overloaded`, HTTP 503 with `Retry-After`) instead of growing memory.
 //!
 //! Changed profiles are written to the store by a flusher every
-//! [`FLUSH_INTERVAL`] and at shutdown; `meta.profiles_seq` records how far they
+//! [`Limits::flush_interval`] and at shutdown; `meta.profiles_seq` records how far they
 //! are current, and start-up re-folds users with later interactions.
 
 use std::collections::HashSet;
@@ -29,8 +29,8 @@ use crate::bus::{new_event, Bus};
 use crate::engine::{now_micros, Declared, Engine};
 use crate::store::{Appended, Erasure, EventRecord, Store, StoreError, UserRecord};
 
-/// How often changed profiles are written to the store.
-pub const FLUSH_INTERVAL: Duration = Duration::from_millis(250);
+/// Profiles written per transaction by the flusher.
+const FLUSH_CHUNK: usize = 2_000;
 /// Most interactions committed in one transaction.
 pub const MAX_GROUP: usize = 20_000;
 
@@ -85,6 +85,8 @@ pub struct Limits {
     pub queued_interactions: usize,
     /// Requests that may wait for the writer.
     pub queued_jobs: usize,
+    /// How often changed profiles are written to the store.
+    pub flush_interval: Duration,
 }
 
 impl Default for Limits {
@@ -92,6 +94,7 @@ impl Default for Limits {
         Limits {
             queued_interactions: 200_000,
             queued_jobs: 4_096,
+            flush_interval: Duration::from_secs(1),
         }
     }
 }
@@ -150,7 +153,7 @@ impl Pipeline {
         let (stop_flusher, mut stop) = oneshot::channel();
         let flushing = pipeline.clone();
         let flusher = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(FLUSH_INTERVAL);
+            let mut tick = tokio::time::interval(limits.flush_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -254,10 +257,24 @@ impl Pipeline {
         if profiles.is_empty() && seq <= *saved_seq {
             return Ok(());
         }
-        if let Err(e) = self.store.save_profiles(&profiles, seq).await {
-            self.engine
-                .mark_dirty(profiles.iter().map(|p| p.user_id.as_str()));
-            return Err(e.into());
+        // Chunks, each its own transaction: the writer's commits interleave
+        // instead of waiting for one long profile write. The seq is recorded
+        // with the last chunk only (a crash before it re-folds them all).
+        let chunks: Vec<&[Profile]> = profiles.chunks(FLUSH_CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let recorded = if i + 1 == chunks.len() {
+                seq
+            } else {
+                *saved_seq
+            };
+            if let Err(e) = self.store.save_profiles(chunk, recorded).await {
+                let unsaved = chunks[i..].iter().flat_map(|c| c.iter());
+                self.engine.mark_dirty(unsaved.map(|p| p.user_id.as_str()));
+                return Err(e.into());
+            }
+        }
+        if chunks.is_empty() {
+            self.store.save_profiles(&[], seq).await?;
         }
         *saved_seq = seq;
         Ok(())
@@ -398,6 +415,7 @@ impl Writer {
             all.extend(batch);
         }
         let now = now_micros();
+        let started = std::time::Instant::now();
         let appended = match self.store.append_interactions(&all, now).await {
             Ok(a) => a,
             Err(e) => {
@@ -436,7 +454,15 @@ impl Writer {
                 .map(|(i, _)| *i)
                 .filter(|i| !failed.contains(i.user_id()))
                 .collect();
+            let appended_in = started.elapsed();
             let profiles = self.engine.fold(&folding, max, now);
+            tracing::debug!(
+                interactions = all.len(),
+                requests = replies.len(),
+                append_ms = appended_in.as_secs_f64() * 1e3,
+                fold_ms = (started.elapsed() - appended_in).as_secs_f64() * 1e3,
+                "group committed"
+            );
             for u in &failed {
                 self.engine.forget(u);
             }

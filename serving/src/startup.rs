@@ -70,6 +70,7 @@ impl Application {
         let bus = Arc::new(InProcessBus::new(4_096));
         let limits = Limits {
             queued_interactions: config.ingest_queue,
+            flush_interval: std::time::Duration::from_millis(config.profile_flush_ms.max(1)),
             ..Limits::default()
         };
         let (pipeline, tasks) = Pipeline::start(store.clone(), engine.clone(), bus.clone(), limits);

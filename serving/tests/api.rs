@@ -108,7 +108,6 @@ impl World {
             "SELECT COUNT(*) FROM events WHERE user_id = $1 OR payload LIKE '%' || $1 || '%'",
             "SELECT COUNT(*) FROM users WHERE user_id = $1",
             "SELECT COUNT(*) FROM profiles WHERE user_id = $1",
-            "SELECT COUNT(*) FROM profile_topics WHERE user_id = $1",
         ];
         let mut total = 0;
         match self.backend {

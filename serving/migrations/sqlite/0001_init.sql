@@ -45,18 +45,13 @@ CREATE TABLE profiles (
     spending_class INTEGER,
     life_stage TEXT,
     real_life_stage TEXT,
+    -- '|a|b|': filtered with LIKE '%|a|%' (audience queries, not the hot path)
+    topics TEXT NOT NULL,
     body TEXT NOT NULL,
     updated_at INTEGER NOT NULL
 );
 CREATE INDEX profiles_by_spending ON profiles (spending_class, user_id);
 CREATE INDEX profiles_by_life_stage ON profiles (life_stage, user_id);
-
-CREATE TABLE profile_topics (
-    topic TEXT NOT NULL,
-    user_id TEXT NOT NULL,
-    PRIMARY KEY (topic, user_id)
-);
-CREATE INDEX profile_topics_by_user ON profile_topics (user_id);
 
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,

@@ -14,7 +14,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row};
+use sqlx::{ConnectOptions, QueryBuilder, Row};
 
 use super::{
     Appended, Erasure, EventCursor, EventFilter, EventRecord, LoggedInteraction, ProfileFilter,
@@ -43,6 +43,23 @@ fn numbered(sql: &str) -> String {
         }
     }
     out
+}
+
+/// Topics as stored for filtering: `|a|b|` (`|` inside a name becomes `/`).
+fn topic_list(topics: &[String]) -> String {
+    let mut out = String::from("|");
+    for t in topics {
+        out.push_str(&t.replace('|', "/"));
+        out.push('|');
+    }
+    out
+}
+
+/// Escapes `LIKE` wildcards (`\` is the escape character).
+fn like_escaped(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn corrupt(what: impl Into<String>) -> StoreError {
@@ -318,10 +335,9 @@ macro_rules! sql_store {
             }
 
             async fn erase_user(&self, user_id: &str) -> Result<Erasure> {
-                const STATEMENTS: [&str; 5] = [
+                const STATEMENTS: [&str; 4] = [
                     "DELETE FROM interactions WHERE user_id = ?",
                     "DELETE FROM events WHERE user_id = ?",
-                    "DELETE FROM profile_topics WHERE user_id = ?",
                     "DELETE FROM profiles WHERE user_id = ?",
                     "DELETE FROM users WHERE user_id = ?",
                 ];
@@ -339,8 +355,8 @@ macro_rules! sql_store {
                 Ok(Erasure {
                     interactions: removed[0],
                     events: removed[1],
-                    profiles: removed[3],
-                    user: removed[4],
+                    profiles: removed[2],
+                    user: removed[3],
                 })
             }
 
@@ -476,13 +492,15 @@ macro_rules! sql_store {
                         .map_err(|e| corrupt(e.to_string()))?;
                     let mut q = QueryBuilder::<$db>::new(
                         "INSERT INTO profiles (user_id, spending_class, life_stage, \
-                         real_life_stage, body, updated_at) ",
+                         real_life_stage, topics, body, updated_at) ",
                     );
-                    q.push_values(chunk.iter().zip(&bodies), |mut b, (p, body)| {
+                    let topics: Vec<String> = chunk.iter().map(|p| topic_list(&p.topics)).collect();
+                    q.push_values(chunk.iter().zip(&bodies).zip(&topics), |mut b, ((p, body), topics)| {
                         b.push_bind(p.user_id.as_str())
                             .push_bind(p.about.spending_class.map(i64::from))
                             .push_bind(p.about.acting_life_stage.map(|l| l.as_str()))
                             .push_bind(p.about.real_life_stage.map(|l| l.as_str()))
+                            .push_bind(topics.as_str())
                             .push_bind(body.as_str())
                             .push_bind(p.updated_at.timestamp_micros());
                     });
@@ -491,32 +509,9 @@ macro_rules! sql_store {
                          spending_class = excluded.spending_class, \
                          life_stage = excluded.life_stage, \
                          real_life_stage = excluded.real_life_stage, \
-                         body = excluded.body, updated_at = excluded.updated_at",
+                         topics = excluded.topics, body = excluded.body, updated_at = excluded.updated_at",
                     );
                     q.build().execute(&mut *tx).await?;
-                    let mut q =
-                        QueryBuilder::<$db>::new("DELETE FROM profile_topics WHERE user_id IN (");
-                    let mut ids = q.separated(", ");
-                    for p in chunk {
-                        ids.push_bind(p.user_id.as_str());
-                    }
-                    q.push(")");
-                    q.build().execute(&mut *tx).await?;
-                    let pairs: Vec<(&str, &str)> = chunk
-                        .iter()
-                        .flat_map(|p| {
-                            p.topics.iter().map(move |t| (t.as_str(), p.user_id.as_str()))
-                        })
-                        .collect();
-                    for pairs in pairs.chunks(INSERT_CHUNK) {
-                        let mut q =
-                            QueryBuilder::<$db>::new("INSERT INTO profile_topics (topic, user_id) ");
-                        q.push_values(pairs, |mut b, (t, u)| {
-                            b.push_bind(*t).push_bind(*u);
-                        });
-                        q.push(" ON CONFLICT DO NOTHING");
-                        q.build().execute(&mut *tx).await?;
-                    }
                 }
                 let sql = Self::sql(
                     "INSERT INTO meta (key, value) VALUES ('profiles_seq', ?) \
@@ -545,9 +540,9 @@ macro_rules! sql_store {
                     q.push(" AND real_life_stage = ").push_bind(l.as_str());
                 }
                 if let Some(t) = &filter.topic {
-                    q.push(" AND user_id IN (SELECT user_id FROM profile_topics WHERE topic = ")
-                        .push_bind(t.as_str())
-                        .push(")");
+                    q.push(" AND topics LIKE ")
+                        .push_bind(format!("%{}%", like_escaped(&topic_list(std::slice::from_ref(t)))))
+                        .push(" ESCAPE '\\'");
                 }
                 if let Some(after) = &filter.after {
                     q.push(" AND user_id > ").push_bind(after.as_str());
@@ -614,7 +609,9 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10));
+            .busy_timeout(Duration::from_secs(10))
+            // Large group commits are slow by design; say so at debug level only.
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let path = options.get_filename();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
@@ -630,10 +627,12 @@ impl SqliteStore {
 
 impl PostgresStore {
     pub async fn connect(url: &str) -> Result<PostgresStore> {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)?
+            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(5))
-            .connect(url)
+            .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         Ok(PostgresStore { pool })
@@ -643,6 +642,14 @@ impl PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::numbered;
+
+    #[test]
+    fn topic_filters_match_whole_names_only() {
+        let stored = super::topic_list(&["outdoor".into(), "baby_care".into()]);
+        assert_eq!(stored, "|outdoor|baby_care|");
+        assert_eq!(super::like_escaped("|baby_care|"), "|baby\\_care|");
+        assert!(!stored.contains(&super::topic_list(&["door".into()])));
+    }
 
     #[test]
     fn placeholders_are_numbered_for_postgres() {
