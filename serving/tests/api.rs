@@ -1062,28 +1062,17 @@ async fn broken_artifacts_are_refused_and_the_old_model_serves(backend: Backend)
     manifest["feature_spec"]["params"]["half_life_days"] = json!(7.0);
     std::fs::write(&path, serde_json::to_vec(&manifest).unwrap()).unwrap();
     let app = world.spawn().await;
-    let (s, v) = app
-        .post_json("/v1/models/profile-corrupted/promote", &json!({}))
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(
-        v["error"]["details"]["model"]
-            .as_str()
-            .unwrap()
-            .contains("corrupted"),
-        "{v}"
-    );
-    let (s, v) = app
-        .post_json("/v1/models/profile-mismatched/promote", &json!({}))
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-    assert!(
-        v["error"]["details"]["model"]
-            .as_str()
-            .unwrap()
-            .contains("feature schema"),
-        "{v}"
-    );
+    for (version, reason) in [
+        ("profile-corrupted", "corrupted"),
+        ("profile-mismatched", "feature schema"),
+    ] {
+        let (s, v) = app
+            .post_json(&format!("/v1/models/{version}/promote"), &json!({}))
+            .await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+        let message = v["error"]["details"]["model"].as_str().unwrap();
+        assert!(message.contains(reason), "{version}: {message}");
+    }
     let (s, _) = app
         .post_json("/v1/models/profile-nope/promote", &json!({}))
         .await;

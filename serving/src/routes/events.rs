@@ -12,7 +12,7 @@ use axum::Json;
 use features::{Interaction, NewEvent};
 use serde_json::{json, Value};
 
-use super::ingest::{body_bytes, framing, json_body, Framing};
+use super::ingest::json_request;
 use super::users::parse_limit;
 use super::{cursor, page_limit, AppState};
 use crate::bus::new_event;
@@ -30,13 +30,8 @@ pub async fn post(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body = body_bytes(body)?;
-    if framing(&headers)? != Framing::Json {
-        return Err(AppError::Unsupported(
-            "POST /v1/events takes application/json".into(),
-        ));
-    }
-    let new = NewEvent::from_json(&json_body(&body)?).map_err(|e| AppError::invalid(&e))?;
+    let value = json_request(&headers, body, "POST /v1/events")?;
+    let new = NewEvent::from_json(&value).map_err(|e| AppError::invalid(&e))?;
     if new.kind == INTERACTION_RECORDED {
         let interaction = Interaction::from_json(&new.payload).map_err(|e| {
             let mut prefixed = features::ValidationErrors::new();

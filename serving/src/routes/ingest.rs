@@ -56,6 +56,21 @@ pub(crate) fn body_bytes(body: Result<Bytes, BytesRejection>) -> ApiResult<Bytes
     })
 }
 
+/// The JSON body of an endpoint that takes only `application/json`.
+pub(crate) fn json_request(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    endpoint: &str,
+) -> ApiResult<Value> {
+    let body = body_bytes(body)?;
+    if framing(headers)? != Framing::Json {
+        return Err(AppError::Unsupported(format!(
+            "{endpoint} takes application/json"
+        )));
+    }
+    json_body(&body)
+}
+
 /// Parses a whole JSON body, or answers 400 naming where it broke.
 pub(crate) fn json_body(body: &[u8]) -> ApiResult<Value> {
     serde_json::from_slice(body)
@@ -193,13 +208,7 @@ pub async fn score(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Json<Profile>> {
-    let body = body_bytes(body)?;
-    if framing(&headers)? != Framing::Json {
-        return Err(AppError::Unsupported(
-            "POST /v1/score takes application/json".into(),
-        ));
-    }
-    let value = json_body(&body)?;
+    let value = json_request(&headers, body, "POST /v1/score")?;
     let (user_id, as_of, list) = match value {
         Value::Array(list) => (None, None, list),
         Value::Object(mut obj) => {

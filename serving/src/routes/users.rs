@@ -12,7 +12,7 @@ use chrono::{Datelike, Utc};
 use features::UserRegistration;
 use serde_json::{json, Value};
 
-use super::ingest::{body_bytes, framing, json_body, Framing};
+use super::ingest::json_request;
 use super::{cursor, page_limit, AppState};
 use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
@@ -33,13 +33,7 @@ pub async fn register(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let body = body_bytes(body)?;
-    if framing(&headers)? != Framing::Json {
-        return Err(AppError::Unsupported(
-            "POST /v1/users takes application/json".into(),
-        ));
-    }
-    let value = json_body(&body)?;
+    let value = json_request(&headers, body, "POST /v1/users")?;
     let now = Utc::now();
     let mut registration =
         UserRegistration::from_json(&value, now.year()).map_err(|e| AppError::invalid(&e))?;

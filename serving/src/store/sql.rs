@@ -405,15 +405,7 @@ macro_rules! sql_store {
                     if let Some(kind) = &filter.kind {
                         q.push(" AND type = ").push_bind(kind.as_str());
                     }
-                    if let Some(user) = &filter.user_id {
-                        q.push(" AND user_id = ").push_bind(user.as_str());
-                    }
-                    if let Some(from) = filter.from_micros {
-                        q.push(" AND received_at >= ").push_bind(from);
-                    }
-                    if let Some(to) = filter.to_micros {
-                        q.push(" AND received_at < ").push_bind(to);
-                    }
+                    Self::push_user_and_time(&mut q, filter);
                     if let Some((at, id)) = &filter.after.events {
                         q.push(" AND (received_at > ")
                             .push_bind(*at)
@@ -433,15 +425,7 @@ macro_rules! sql_store {
                     let mut q = QueryBuilder::<$db>::new(format!(
                         "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE 1 = 1"
                     ));
-                    if let Some(user) = &filter.user_id {
-                        q.push(" AND user_id = ").push_bind(user.as_str());
-                    }
-                    if let Some(from) = filter.from_micros {
-                        q.push(" AND received_at >= ").push_bind(from);
-                    }
-                    if let Some(to) = filter.to_micros {
-                        q.push(" AND received_at < ").push_bind(to);
-                    }
+                    Self::push_user_and_time(&mut q, filter);
                     if let Some(seq) = filter.after.interactions {
                         q.push(" AND seq > ").push_bind(seq);
                     }
@@ -573,6 +557,19 @@ macro_rules! sql_store {
         }
 
         impl $store {
+            /// The user and receipt-time clauses both event sources share.
+            fn push_user_and_time<'a>(q: &mut QueryBuilder<'a, $db>, filter: &'a EventFilter) {
+                if let Some(user) = &filter.user_id {
+                    q.push(" AND user_id = ").push_bind(user.as_str());
+                }
+                if let Some(from) = filter.from_micros {
+                    q.push(" AND received_at >= ").push_bind(from);
+                }
+                if let Some(to) = filter.to_micros {
+                    q.push(" AND received_at < ").push_bind(to);
+                }
+            }
+
             async fn insert_event_in(
                 tx: &mut sqlx::Transaction<'_, $db>,
                 record: &EventRecord,
