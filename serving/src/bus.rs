@@ -25,8 +25,15 @@ pub fn new_event(kind: &str, payload: serde_json::Value) -> Event {
         id: format!("ev_{}", uuid::Uuid::now_v7().simple()),
         kind: kind.to_owned(),
         payload,
-        received_at: Utc::now(),
+        received_at: now(),
     }
+}
+
+/// Now, at the microsecond precision stores keep (so an event or record
+/// reads back exactly as it was first answered).
+pub fn now() -> chrono::DateTime<Utc> {
+    let now = Utc::now();
+    chrono::DateTime::from_timestamp_micros(now.timestamp_micros()).unwrap_or(now)
 }
 
 /// The in-process bus.

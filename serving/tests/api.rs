@@ -563,6 +563,10 @@ async fn registration_creates_user_event_and_profile(backend: Backend) {
         (s, u["email"].as_str()),
         (StatusCode::OK, Some("fay@example.com"))
     );
+    assert_eq!(
+        u, v["user"],
+        "the stored user reads back as it was answered"
+    );
     let (s, v) = app
         .post_json("/v1/users", &json!({"email": "fay@example.com"}))
         .await;
@@ -752,6 +756,7 @@ async fn events_service_lists_filters_pages_and_deletes(backend: Backend) {
         (s, got["payload"]["items"].as_u64()),
         (StatusCode::OK, Some(3))
     );
+    assert_eq!(got, e, "the stored event reads back as it was answered");
     let (s, _) = app.delete(&format!("/v1/events/{id}")).await;
     assert_eq!(s, StatusCode::OK);
     let (s, _) = app.get_json(&format!("/v1/events/{id}")).await;

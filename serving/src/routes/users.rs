@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use chrono::{Datelike, Utc};
+use chrono::Datelike;
 use features::UserRegistration;
 use serde_json::{json, Value};
 
@@ -34,7 +34,7 @@ pub async fn register(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let value = json_request(&headers, body, "POST /v1/users")?;
-    let now = Utc::now();
+    let now = crate::bus::now();
     let mut registration =
         UserRegistration::from_json(&value, now.year()).map_err(|e| AppError::invalid(&e))?;
     let user_id = registration

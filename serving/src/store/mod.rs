@@ -117,7 +117,7 @@ pub struct LoggedInteraction {
 
 #[async_trait]
 pub trait Store: Send + Sync + Debug {
-    /// `sqlite` or `postgres`.
+    /// The engine's name (`SQLite`, `PostgreSQL`).
     fn backend(&self) -> &'static str;
     /// Whether the database answers.
     async fn ping(&self) -> Result<()>;
