@@ -99,7 +99,7 @@ fn main() {
             if batch.len() == batch_size {
                 seq += batch.len() as i64;
                 let refs: Vec<&Interaction> = batch.iter().collect();
-                engine.fold(&refs, seq, ts);
+                engine.fold(&refs, seq, ts, false);
                 folded += batch.len();
                 batch.clear();
                 // The pipeline's flusher drains these; here nothing persists.
@@ -109,7 +109,7 @@ fn main() {
     }
     if !batch.is_empty() {
         let refs: Vec<&Interaction> = batch.iter().collect();
-        engine.fold(&refs, seq + batch.len() as i64, start_ts);
+        engine.fold(&refs, seq + batch.len() as i64, start_ts, false);
         folded += batch.len();
         let _ = engine.take_dirty();
     }

@@ -300,16 +300,27 @@ impl Engine {
 
     /// Folds newly stored interactions (each exactly once, `max_seq` the
     /// highest among them), re-scores every user touched, and returns their
-    /// profiles.
-    pub fn fold(&self, interactions: &[&Interaction], max_seq: i64, now: i64) -> Vec<Profile> {
+    /// profiles when `want_profiles` (building them costs; skip it when no
+    /// one listens).
+    pub fn fold(
+        &self,
+        interactions: &[&Interaction],
+        max_seq: i64,
+        now: i64,
+        want_profiles: bool,
+    ) -> Vec<Profile> {
         let model = self.model();
         let mut touched: Vec<&str> = Vec::new();
         for i in interactions {
             let user = i.user_id();
             let mut shard = self.shard(user);
-            let entry = shard
-                .entry(Box::from(user))
-                .or_insert_with(|| Entry::new(now));
+            // Look up before inserting: a key is allocated only for a new user.
+            if !shard.contains_key(user) {
+                shard.insert(Box::from(user), Entry::new(now));
+            }
+            let Some(entry) = shard.get_mut(user) else {
+                continue;
+            };
             touched.push(user);
             match &model {
                 Some(m) => entry
@@ -320,14 +331,21 @@ impl Engine {
         }
         touched.sort_unstable();
         touched.dedup();
-        let profiles = self.rescore(&touched, model.as_deref(), now);
+        let profiles = self.rescore(&touched, model.as_deref(), now, want_profiles);
         self.folded_seq.fetch_max(max_seq, Ordering::SeqCst);
         profiles
     }
 
     /// Scores the given users with `model` as of `now` (batched: one matrix
-    /// through each model) and marks them dirty. Users not held are skipped.
-    pub fn rescore(&self, users: &[&str], model: Option<&ActiveModel>, now: i64) -> Vec<Profile> {
+    /// through each model) and marks them dirty; returns their profiles when
+    /// `want_profiles`. Users not held are skipped.
+    pub fn rescore(
+        &self,
+        users: &[&str],
+        model: Option<&ActiveModel>,
+        now: i64,
+        want_profiles: bool,
+    ) -> Vec<Profile> {
         let mut present: Vec<&str> = Vec::with_capacity(users.len());
         let mut scores = Vec::new();
         if let Some(m) = model {
@@ -385,7 +403,9 @@ impl Engine {
                 model_version: version,
             };
             entry.updated_at_micros = now;
-            profiles.push(entry.profile(u));
+            if want_profiles {
+                profiles.push(entry.profile(u));
+            }
         }
         self.mark_dirty(present.iter().copied());
         profiles

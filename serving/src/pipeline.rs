@@ -455,7 +455,9 @@ impl Writer {
                 .filter(|i| !failed.contains(i.user_id()))
                 .collect();
             let appended_in = started.elapsed();
-            let profiles = self.engine.fold(&folding, max, now);
+            let profiles = self
+                .engine
+                .fold(&folding, max, now, self.bus.has_listeners());
             tracing::debug!(
                 interactions = all.len(),
                 requests = replies.len(),
@@ -510,7 +512,7 @@ impl Writer {
         let model = self.engine.model();
         let profile = self
             .engine
-            .rescore(&[user_id], model.as_deref(), now)
+            .rescore(&[user_id], model.as_deref(), now, true)
             .pop()
             .or_else(|| self.engine.profile(user_id))
             .ok_or(PipelineError::Closed)?;
@@ -526,7 +528,12 @@ impl Writer {
         let now = now_micros();
         self.load_user(&user, None, now).await?;
         let model = self.engine.model();
-        let profiles = self.engine.rescore(&[user.as_str()], model.as_deref(), now);
+        let profiles = self.engine.rescore(
+            &[user.as_str()],
+            model.as_deref(),
+            now,
+            self.bus.has_listeners(),
+        );
         self.publish_profiles(profiles);
         Ok(Some(user))
     }
@@ -552,10 +559,11 @@ impl Writer {
         }
         let refs: Vec<&str> = users.iter().map(String::as_str).collect();
         let model = self.engine.model();
-        let profiles = self.engine.rescore(&refs, model.as_deref(), now);
-        let n = profiles.len();
+        let profiles = self
+            .engine
+            .rescore(&refs, model.as_deref(), now, self.bus.has_listeners());
         self.publish_profiles(profiles);
-        Ok(n)
+        Ok(refs.len())
     }
 }
 
