@@ -328,6 +328,7 @@ on_both_stores!(
     promote_under_load_drops_nothing,
     broken_artifacts_are_refused_and_the_old_model_serves,
     overload_answers_503_with_retry_after,
+    sigterm_finishes_work_and_keeps_it,
 );
 
 async fn operations_endpoints_answer(backend: Backend) {
@@ -1138,5 +1139,139 @@ async fn overload_answers_503_with_retry_after(backend: Backend) {
         saw_503,
         "a queue of 10 never overflowed under 32 concurrent batches of 10"
     );
+    app.stop().await;
+}
+
+/// The real binary: SIGTERM ends it cleanly (exit 0) after flushing, and a
+/// new process serves the same profiles.
+async fn sigterm_finishes_work_and_keeps_it(backend: Backend) {
+    let world = World::new(backend).await;
+    let t = catalog_targets(&world, 2);
+    let start = |port: u16| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_micro-serve"))
+            .env("MICRO_BIND", format!("127.0.0.1:{port}"))
+            .env("MICRO_DATABASE_URL", &world.database_url)
+            .env("MICRO_MODELS_DIR", &world.models)
+            .env("MICRO_LOG", "warn")
+            .spawn()
+            .unwrap()
+    };
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let client = Client::new();
+    let wait_ready = |base: String| {
+        let client = client.clone();
+        async move {
+            for _ in 0..200 {
+                if let Ok(r) = client.get(format!("{base}/readyz")).send().await {
+                    if r.status().is_success() {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            panic!("micro-serve did not become ready at {base}");
+        }
+    };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(port);
+    wait_ready(base.clone()).await;
+    let batch = json!([
+        interaction("rae", &t[0], "PURCHACE", 2, None),
+        interaction("rae", &t[1], "VIEW", 3, None),
+    ]);
+    let r = client
+        .post(format!("{base}/v1/interactions"))
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let before: Value = client
+        .get(format!("{base}/v1/profiles/rae"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "micro-serve exited with {status} on SIGTERM"
+    );
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(port);
+    wait_ready(base.clone()).await;
+    let after: Value = client
+        .get(format!("{base}/v1/profiles/rae"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        after, before,
+        "the profile did not survive a SIGTERM restart"
+    );
+}
+
+/// `/readyz` says not ready while the database refuses connections, and ready
+/// again once it is back; `/healthz` stays up throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_readiness_follows_the_database() {
+    use sqlx::Connection;
+    let world = World::new(Backend::Postgres).await;
+    let app = world.spawn().await;
+    let (s, _) = app.get_json("/readyz").await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, name) = world.database_url.rsplit_once('/').unwrap();
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    let cut = format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    );
+    sqlx::raw_sql(&cut).execute(&mut admin).await.unwrap();
+    let (s, v) = app.get_json("/readyz").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["ready"], false);
+    let (s, _) = app.get_json("/healthz").await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "liveness does not depend on the database"
+    );
+    sqlx::raw_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..50 {
+        if app.get_json("/readyz").await.0 == StatusCode::OK {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "/readyz did not recover with the database");
     app.stop().await;
 }
