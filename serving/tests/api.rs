@@ -329,6 +329,7 @@ on_both_stores!(
     broken_artifacts_are_refused_and_the_old_model_serves,
     overload_answers_503_with_retry_after,
     sigterm_finishes_work_and_keeps_it,
+    without_a_model_profiles_carry_declared_fields_and_counts,
 );
 
 async fn operations_endpoints_answer(backend: Backend) {
@@ -1273,5 +1274,38 @@ async fn postgres_readiness_follows_the_database() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(ready, "/readyz did not recover with the database");
+    app.stop().await;
+}
+
+async fn without_a_model_profiles_carry_declared_fields_and_counts(backend: Backend) {
+    let world = World::new(backend).await;
+    let t = catalog_targets(&world, 2);
+    std::fs::remove_file(world.models.join("profile/current")).unwrap();
+    let app = world.spawn().await;
+    let (_, ready) = app.get_json("/readyz").await;
+    assert_eq!(ready["model"], Value::Null);
+    app.post_json(
+        "/v1/users",
+        &json!({"userId": "sam", "email": "sam@example.com", "gender": "male", "birthYear": 1950}),
+    )
+    .await;
+    let (s, v) = app
+        .post_json(
+            "/v1/interactions",
+            &json!([
+                interaction("sam", &t[0], "PURCHACE", 2, None),
+                interaction("sam", &t[1], "VIEW", 3, None)
+            ]),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, p) = app.get_json("/v1/profiles/sam").await;
+    assert_eq!(p["interactionCount"], 2);
+    assert_eq!(p["modelVersion"], Value::Null);
+    assert_eq!(p["about"]["gender"], "male");
+    assert_eq!(p["about"]["realLifeStage"], "senior");
+    assert_eq!(p["about"]["spendingClass"], Value::Null);
+    assert_eq!(p["about"]["actingLifeStage"], Value::Null);
+    assert_eq!(p["topics"], json!([]));
     app.stop().await;
 }
