@@ -3,19 +3,22 @@
 //!
 //! Ingest requests queue here; the writer takes as many as are waiting (up to
 //! a group size) and appends them in one transaction (group commit), then
-//! folds the new interactions into their users' states, re-scores those users
-//! and answers every request of the group. A POST therefore returns only after
-//! its interactions are durable *and* visible in profiles. Registrations,
-//! deletions and re-scoring go through the same queue, so a user's state never
-//! sees two writers.
+//! hands the group to the folder task, which folds the new interactions into
+//! their users' states, re-scores those users and answers every request of
+//! the group — while the writer already appends the next group. A POST
+//! therefore returns only after its interactions are durable *and* visible in
+//! profiles. Registrations,
+//! deletions and re-scoring go through the same queue and wait for the folder
+//! to finish what was committed before them, so a user's state never sees two
+//! writers and every change applies in the order it was asked for.
 //!
 //! The queue is bounded twice: by jobs (channel capacity) and by queued
 //! interactions (a semaphore); a request that does not fit is refused at once
 //! (`Overloaded`, HTTP 503 with `Retry-After`) instead of growing memory.
 //!
 //! Changed profiles are written to the store by a flusher every
-//! [`Limits::flush_interval`] and at shutdown; `meta.profiles_seq` records how far they
-//! are current, and start-up re-folds users with later interactions.
+//! [`Limits::flush_interval`] and at shutdown; `meta.profiles_seq` records how
+//! far they are current, and start-up re-folds users with later interactions.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -118,11 +121,29 @@ pub struct Tasks {
     stop_flusher: oneshot::Sender<()>,
 }
 
+#[derive(Clone)]
 struct Writer {
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
     bus: Arc<dyn Bus>,
     flush_lock: Arc<Mutex<i64>>,
+}
+
+type IngestReply = (usize, Reply<Vec<Appended>>, OwnedSemaphorePermit);
+
+/// A committed group on its way to the folder.
+struct Committed {
+    all: Vec<Interaction>,
+    appended: Vec<Appended>,
+    replies: Vec<IngestReply>,
+    now: i64,
+}
+
+/// Work for the folder task, in commit order.
+enum FoldJob {
+    Group(Committed),
+    /// Answered once every group sent before it is folded.
+    Drain(oneshot::Sender<()>),
 }
 
 impl Pipeline {
@@ -149,7 +170,13 @@ impl Pipeline {
             bus,
             flush_lock,
         };
-        let writer = tokio::spawn(writer.run(rx));
+        // Folding and scoring group N runs beside the append of group N+1.
+        let (fold_tx, fold_rx) = mpsc::channel(2);
+        let folder = tokio::spawn(writer.clone().fold_loop(fold_rx));
+        let writer = tokio::spawn(async move {
+            writer.run(rx, fold_tx).await;
+            let _ = folder.await;
+        });
         let (stop_flusher, mut stop) = oneshot::channel();
         let flushing = pipeline.clone();
         let flusher = tokio::spawn(async move {
@@ -344,7 +371,7 @@ impl Tasks {
 }
 
 impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+    async fn run(self, mut rx: mpsc::Receiver<Job>, fold_tx: mpsc::Sender<FoldJob>) {
         let mut pending: Option<Job> = None;
         loop {
             let job = match pending.take() {
@@ -354,7 +381,7 @@ impl Writer {
                     None => break,
                 },
             };
-            match job {
+            let job = match job {
                 Job::Ingest {
                     batch,
                     reply,
@@ -379,8 +406,26 @@ impl Writer {
                             Err(_) => break,
                         }
                     }
-                    self.commit_group(group).await;
+                    if let Some(committed) = self.append_group(group).await {
+                        if let Err(mpsc::error::SendError(FoldJob::Group(c))) =
+                            fold_tx.send(FoldJob::Group(committed)).await
+                        {
+                            // The folder is gone (shutting down): fold here.
+                            self.fold_group(c).await;
+                        }
+                    }
+                    continue;
                 }
+                other => other,
+            };
+            // Every other job reads or changes live states: let the folder
+            // finish what was committed before it, so order is kept.
+            let (drained, done) = oneshot::channel();
+            if fold_tx.send(FoldJob::Drain(drained)).await.is_ok() {
+                let _ = done.await;
+            }
+            match job {
+                Job::Ingest { .. } => {}
                 Job::Register {
                     record,
                     event,
@@ -404,10 +449,22 @@ impl Writer {
         }
     }
 
-    async fn commit_group(
+    async fn fold_loop(self, mut rx: mpsc::Receiver<FoldJob>) {
+        while let Some(job) = rx.recv().await {
+            match job {
+                FoldJob::Group(committed) => self.fold_group(committed).await,
+                FoldJob::Drain(done) => {
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    /// Appends a group in one transaction; on failure answers its requests.
+    async fn append_group(
         &self,
         group: Vec<(Vec<Interaction>, Reply<Vec<Appended>>, OwnedSemaphorePermit)>,
-    ) {
+    ) -> Option<Committed> {
         let mut all = Vec::with_capacity(group.iter().map(|g| g.0.len()).sum());
         let mut replies = Vec::with_capacity(group.len());
         for (batch, reply, permit) in group {
@@ -424,9 +481,32 @@ impl Writer {
                 for (_, reply, _) in replies {
                     let _ = reply.send(Err(StoreError::Corrupt(message.clone()).into()));
                 }
-                return;
+                return None;
             }
         };
+        tracing::debug!(
+            interactions = all.len(),
+            requests = replies.len(),
+            append_ms = started.elapsed().as_secs_f64() * 1e3,
+            "group appended"
+        );
+        Some(Committed {
+            all,
+            appended,
+            replies,
+            now,
+        })
+    }
+
+    /// Folds a committed group into live states, then answers its requests.
+    async fn fold_group(&self, committed: Committed) {
+        let Committed {
+            all,
+            appended,
+            replies,
+            now,
+        } = committed;
+        let started = std::time::Instant::now();
         let new: Vec<(&Interaction, i64)> = all
             .iter()
             .zip(&appended)
@@ -454,16 +534,13 @@ impl Writer {
                 .map(|(i, _)| *i)
                 .filter(|i| !failed.contains(i.user_id()))
                 .collect();
-            let appended_in = started.elapsed();
             let profiles = self
                 .engine
                 .fold(&folding, max, now, self.bus.has_listeners());
             tracing::debug!(
                 interactions = all.len(),
-                requests = replies.len(),
-                append_ms = appended_in.as_secs_f64() * 1e3,
-                fold_ms = (started.elapsed() - appended_in).as_secs_f64() * 1e3,
-                "group committed"
+                fold_ms = started.elapsed().as_secs_f64() * 1e3,
+                "group folded"
             );
             for u in &failed {
                 self.engine.forget(u);
