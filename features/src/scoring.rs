@@ -1,7 +1,7 @@
 //! A promoted artifact made ready to score: the fitted feature spec, the
 //! catalog index it was trained against, and one fitted model per target.
-//! Serving holds one of these behind an atomic swap; `micro-train evaluate`
-//! and `POST /v1/score` use the same type, so what was measured is what runs.
+//! Serving holds one of these behind an atomic swap and scores live states and
+//! `POST /v1/score` histories with it.
 
 use ndarray::Array2;
 use serde::{Deserialize, Serialize};
@@ -40,17 +40,6 @@ pub struct Scores {
     pub life_stage: Option<LifeStage>,
     pub life_stage_confidence: Option<f64>,
     pub topics: Vec<String>,
-}
-
-impl Scores {
-    /// Writes these scores into a profile (declared fields are left alone).
-    pub fn apply(&self, profile: &mut Profile) {
-        profile.about.spending_class = self.spending_class;
-        profile.about.acting_life_stage = self.life_stage;
-        profile.confidence.spending_class = self.spending_class_confidence;
-        profile.confidence.acting_life_stage = self.life_stage_confidence;
-        profile.topics = self.topics.clone();
-    }
 }
 
 fn invalid(artifact: &Artifact, message: String) -> RegistryError {

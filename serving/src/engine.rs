@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use chrono::{DateTime, Utc};
-use features::model::ClassifierModel;
+use features::definition::CatalogIndex;
 use features::{
-    FoldInput, Interaction, LifeStage, Profile, ProfileAbout, ProfileConfidence, ProfileScorer,
-    UserFeatureState, UserRegistration,
+    FeatureSpec, FoldInput, Interaction, LifeStage, Profile, ProfileAbout, ProfileConfidence,
+    ProfileScorer, Scores, UserFeatureState, UserRegistration,
 };
 use ndarray::Array2;
 
@@ -74,13 +74,13 @@ impl Entry {
     }
 
     fn profile(&self, user_id: &str) -> Profile {
-        let declared = self.declared.clone().unwrap_or_default();
+        let declared = self.declared.as_ref();
         Profile {
             user_id: user_id.to_owned(),
             about: ProfileAbout {
-                gender: declared.gender.map(String::from),
+                gender: declared.and_then(|d| d.gender.as_deref()).map(String::from),
                 spending_class: self.scored.spending_class,
-                real_life_stage: declared.real_life_stage,
+                real_life_stage: declared.and_then(|d| d.real_life_stage),
                 acting_life_stage: self.scored.life_stage,
             },
             topics: self.scored.topics.iter().map(|t| t.to_string()).collect(),
@@ -129,6 +129,27 @@ impl ActiveModel {
 
     pub fn version(&self) -> &str {
         &self.version
+    }
+
+    /// What this model said, compactly: topic names shared with the model.
+    fn scored(&self, s: Scores) -> Scored {
+        Scored {
+            spending_class: s.spending_class,
+            life_stage: s.life_stage,
+            spending_confidence: s.spending_class_confidence.map(|c| c as f32),
+            life_stage_confidence: s.life_stage_confidence.map(|c| c as f32),
+            topics: s
+                .topics
+                .iter()
+                .map(|t| {
+                    self.topics
+                        .get(t)
+                        .cloned()
+                        .unwrap_or_else(|| Arc::from(t.as_str()))
+                })
+                .collect(),
+            model_version: Some(self.version.clone()),
+        }
     }
 }
 
@@ -253,35 +274,42 @@ impl Engine {
         self.shard(user_id).get(user_id).map(|e| e.profile(user_id))
     }
 
+    /// The features states are folded with: the model's, or without a model
+    /// the default parameters and no catalog (profiles then still carry
+    /// counts; states are rebuilt from the log when a model arrives).
+    fn features_of<'a>(
+        &'a self,
+        model: Option<&'a ActiveModel>,
+    ) -> (&'a FeatureSpec, &'a CatalogIndex) {
+        match model {
+            Some(m) => (&m.scorer.spec, &m.scorer.index),
+            None => (&self.plain.0, &self.plain.1),
+        }
+    }
+
     /// Installs a user loaded from the store: their log so far and their
     /// registration. Replaces whatever was held.
     pub fn load(&self, user_id: &str, log: &[Interaction], declared: Option<Declared>, now: i64) {
         let mut entry = Entry::new(now);
         entry.declared = declared;
-        if let Some(model) = self.model() {
-            for i in log {
-                entry
-                    .state
-                    .fold(&model.scorer.spec, &FoldInput::new(i, &model.scorer.index));
-            }
-        } else {
-            self.plain.fold(&mut entry.state, log);
+        let model = self.model();
+        let (spec, index) = self.features_of(model.as_deref());
+        for i in log {
+            entry.state.fold(spec, &FoldInput::new(i, index));
         }
         self.shard(user_id).insert(Box::from(user_id), entry);
     }
 
     /// Records a registration: the profile exists from now on.
-    pub fn register(&self, user_id: &str, declared: Declared, now: i64) -> Profile {
+    pub fn register(&self, user_id: &str, declared: Declared, now: i64) {
         let mut shard = self.shard(user_id);
         let entry = shard
             .entry(Box::from(user_id))
             .or_insert_with(|| Entry::new(now));
         entry.declared = Some(declared);
         entry.updated_at_micros = now;
-        let profile = entry.profile(user_id);
         drop(shard);
         self.mark_dirty([user_id]);
-        profile
     }
 
     pub fn forget(&self, user_id: &str) {
@@ -310,6 +338,7 @@ impl Engine {
         want_profiles: bool,
     ) -> Vec<Profile> {
         let model = self.model();
+        let (spec, index) = self.features_of(model.as_deref());
         let mut touched: Vec<&str> = Vec::new();
         for i in interactions {
             let user = i.user_id();
@@ -322,24 +351,24 @@ impl Engine {
                 continue;
             };
             touched.push(user);
-            match &model {
-                Some(m) => entry
-                    .state
-                    .fold(&m.scorer.spec, &FoldInput::new(i, &m.scorer.index)),
-                None => self.plain.fold(&mut entry.state, std::slice::from_ref(*i)),
-            }
+            entry.state.fold(spec, &FoldInput::new(i, index));
         }
         touched.sort_unstable();
         touched.dedup();
-        let profiles = self.rescore(&touched, model.as_deref(), now, want_profiles);
+        let profiles = self.rescore_with(&touched, model.as_deref(), now, want_profiles);
         self.folded_seq.fetch_max(max_seq, Ordering::SeqCst);
         profiles
     }
 
-    /// Scores the given users with `model` as of `now` (batched: one matrix
-    /// through each model) and marks them dirty; returns their profiles when
-    /// `want_profiles`. Users not held are skipped.
-    pub fn rescore(
+    /// Scores the given users with the active model as of `now` (batched: one
+    /// matrix through each model) and marks them dirty; returns their
+    /// profiles when `want_profiles`. Users not held are skipped.
+    pub fn rescore(&self, users: &[&str], now: i64, want_profiles: bool) -> Vec<Profile> {
+        let model = self.model();
+        self.rescore_with(users, model.as_deref(), now, want_profiles)
+    }
+
+    fn rescore_with(
         &self,
         users: &[&str],
         model: Option<&ActiveModel>,
@@ -381,26 +410,10 @@ impl Engine {
             let Some(entry) = shard.get_mut(u) else {
                 continue;
             };
-            let scored = scores.get(i).cloned().flatten();
-            let version = model
-                .filter(|_| scored.is_some())
-                .map(|m| m.version.clone());
-            let s = scored.unwrap_or_default();
-            entry.scored = Scored {
-                spending_class: s.spending_class,
-                life_stage: s.life_stage,
-                spending_confidence: s.spending_class_confidence.map(|c| c as f32),
-                life_stage_confidence: s.life_stage_confidence.map(|c| c as f32),
-                topics: s
-                    .topics
-                    .iter()
-                    .map(|t| {
-                        model
-                            .and_then(|m| m.topics.get(t).cloned())
-                            .unwrap_or_else(|| Arc::from(t.as_str()))
-                    })
-                    .collect(),
-                model_version: version,
+            // A user with no interactions has no scores, and no model version.
+            entry.scored = match (model, scores.get_mut(i).and_then(Option::take)) {
+                (Some(m), Some(s)) => m.scored(s),
+                _ => Scored::default(),
             };
             entry.updated_at_micros = now;
             if want_profiles {
@@ -427,58 +440,34 @@ impl Engine {
     pub fn score_history(&self, user_id: &str, history: &[Interaction], as_of: i64) -> Profile {
         let mut entry = Entry::new(as_of);
         let model = self.model();
-        if let Some(m) = &model {
-            let mut seen = HashSet::new();
-            for i in history.iter().filter(|i| seen.insert(i.id.as_str())) {
-                entry
-                    .state
-                    .fold(&m.scorer.spec, &FoldInput::new(i, &m.scorer.index));
-            }
-            if entry.state.interaction_count() > 0 {
-                let v = entry.state.vector(&m.scorer.spec, as_of);
-                let s = m
-                    .scorer
-                    .score_matrix(&ClassifierModel::row(&v))
-                    .pop()
-                    .unwrap_or_default();
-                entry.scored = Scored {
-                    spending_class: s.spending_class,
-                    life_stage: s.life_stage,
-                    spending_confidence: s.spending_class_confidence.map(|c| c as f32),
-                    life_stage_confidence: s.life_stage_confidence.map(|c| c as f32),
-                    topics: s.topics.iter().map(|t| Arc::from(t.as_str())).collect(),
-                    model_version: Some(m.version.clone()),
-                };
-            }
-        } else {
-            self.plain.fold(&mut entry.state, history);
+        let (spec, index) = self.features_of(model.as_deref());
+        // Each id once, first wins: as the store would have kept them.
+        let mut seen = HashSet::new();
+        for i in history.iter().filter(|i| seen.insert(i.id.as_str())) {
+            entry.state.fold(spec, &FoldInput::new(i, index));
+        }
+        if let Some(m) = model
+            .as_deref()
+            .filter(|_| entry.state.interaction_count() > 0)
+        {
+            entry.scored = m.scored(m.scorer.score(&entry.state, as_of));
         }
         entry.profile(user_id)
     }
 }
 
-/// Folding without a model: no catalog, default parameters. Profiles of users
-/// with no model yet still carry counts; states are rebuilt from the log when
-/// a model arrives.
+/// The feature spec and (empty) catalog index states are folded with while
+/// no model is loaded.
 #[derive(Debug)]
-struct PlainFeatures {
-    spec: features::FeatureSpec,
-    index: features::definition::CatalogIndex,
-}
+struct PlainFeatures(FeatureSpec, CatalogIndex);
 
 impl PlainFeatures {
     fn new() -> PlainFeatures {
-        let spec = features::FeatureSpec {
+        let spec = FeatureSpec {
             params: features::FeatureParams::default(),
             tags: Vec::new(),
         };
         let index = spec.index_catalog(&features::Catalog::default());
-        PlainFeatures { spec, index }
-    }
-
-    fn fold(&self, state: &mut UserFeatureState, log: &[Interaction]) {
-        for i in log {
-            state.fold(&self.spec, &FoldInput::new(i, &self.index));
-        }
+        PlainFeatures(spec, index)
     }
 }

@@ -59,6 +59,12 @@ enum Job {
         reply: Reply<Vec<Appended>>,
         _permit: OwnedSemaphorePermit,
     },
+    /// Anything else: run alone, after every group committed before it is
+    /// folded.
+    Control(Control),
+}
+
+enum Control {
     Register {
         record: Box<UserRecord>,
         event: Box<EventRecord>,
@@ -79,6 +85,12 @@ enum Job {
     Barrier {
         reply: Reply<()>,
     },
+}
+
+impl Pipeline {
+    async fn control<T>(&self, job: impl FnOnce(Reply<T>) -> Control) -> Result<T> {
+        self.submit(|reply| Job::Control(job(reply))).await
+    }
 }
 
 /// Capacities of the pipeline.
@@ -253,7 +265,7 @@ impl Pipeline {
     }
 
     pub async fn register(&self, record: UserRecord, event: EventRecord) -> Result<Profile> {
-        self.submit(|reply| Job::Register {
+        self.control(|reply| Control::Register {
             record: Box::new(record),
             event: Box::new(event),
             reply,
@@ -264,17 +276,19 @@ impl Pipeline {
     /// Deletes an interaction and recomputes its user's state from the rest
     /// of the log; returns the user when the interaction existed.
     pub async fn delete_interaction(&self, id: String) -> Result<Option<String>> {
-        self.submit(|reply| Job::DeleteInteraction { id, reply })
+        self.control(|reply| Control::DeleteInteraction { id, reply })
             .await
     }
 
     pub async fn erase(&self, user_id: String) -> Result<Erasure> {
-        self.submit(|reply| Job::Erase { user_id, reply }).await
+        self.control(|reply| Control::Erase { user_id, reply })
+            .await
     }
 
     /// Re-scores users with the active model (loading them when not held).
     pub async fn rescore(&self, users: Vec<String>) -> Result<usize> {
-        self.submit(|reply| Job::Rescore { users, reply }).await
+        self.control(|reply| Control::Rescore { users, reply })
+            .await
     }
 
     /// Writes changed profiles to the store now.
@@ -287,7 +301,12 @@ impl Pipeline {
         // Chunks, each its own transaction: the writer's commits interleave
         // instead of waiting for one long profile write. The seq is recorded
         // with the last chunk only (a crash before it re-folds them all).
-        let chunks: Vec<&[Profile]> = profiles.chunks(FLUSH_CHUNK).collect();
+        // With nothing to write, one empty chunk still records the seq.
+        let chunks: Vec<&[Profile]> = if profiles.is_empty() {
+            vec![&[]]
+        } else {
+            profiles.chunks(FLUSH_CHUNK).collect()
+        };
         for (i, chunk) in chunks.iter().enumerate() {
             let recorded = if i + 1 == chunks.len() {
                 seq
@@ -299,9 +318,6 @@ impl Pipeline {
                 self.engine.mark_dirty(unsaved.map(|p| p.user_id.as_str()));
                 return Err(e.into());
             }
-        }
-        if chunks.is_empty() {
-            self.store.save_profiles(&[], seq).await?;
         }
         *saved_seq = seq;
         Ok(())
@@ -358,7 +374,8 @@ impl Tasks {
         } = self;
         let (reply, done) = oneshot::channel();
         // Jobs run in order: when the barrier answers, all before it are done.
-        if pipeline.tx.send(Job::Barrier { reply }).await.is_ok() {
+        let barrier = Job::Control(Control::Barrier { reply });
+        if pipeline.tx.send(barrier).await.is_ok() {
             let _ = done.await;
         }
         let _ = stop_flusher.send(());
@@ -381,7 +398,7 @@ impl Writer {
                     None => break,
                 },
             };
-            let job = match job {
+            let control = match job {
                 Job::Ingest {
                     batch,
                     reply,
@@ -416,33 +433,32 @@ impl Writer {
                     }
                     continue;
                 }
-                other => other,
+                Job::Control(control) => control,
             };
-            // Every other job reads or changes live states: let the folder
-            // finish what was committed before it, so order is kept.
+            // Control jobs read or change live states: let the folder finish
+            // what was committed before them, so order is kept.
             let (drained, done) = oneshot::channel();
             if fold_tx.send(FoldJob::Drain(drained)).await.is_ok() {
                 let _ = done.await;
             }
-            match job {
-                Job::Ingest { .. } => {}
-                Job::Register {
+            match control {
+                Control::Register {
                     record,
                     event,
                     reply,
                 } => {
                     let _ = reply.send(self.register(*record, *event).await);
                 }
-                Job::DeleteInteraction { id, reply } => {
+                Control::DeleteInteraction { id, reply } => {
                     let _ = reply.send(self.delete_interaction(&id).await);
                 }
-                Job::Erase { user_id, reply } => {
+                Control::Erase { user_id, reply } => {
                     let _ = reply.send(self.erase(&user_id).await);
                 }
-                Job::Rescore { users, reply } => {
+                Control::Rescore { users, reply } => {
                     let _ = reply.send(self.rescore(&users).await);
                 }
-                Job::Barrier { reply } => {
+                Control::Barrier { reply } => {
                     let _ = reply.send(Ok(()));
                 }
             }
@@ -586,10 +602,9 @@ impl Writer {
             self.load_user(user_id, None, now).await?;
         }
         self.engine.register(user_id, declared, now);
-        let model = self.engine.model();
         let profile = self
             .engine
-            .rescore(&[user_id], model.as_deref(), now, true)
+            .rescore(&[user_id], now, true)
             .pop()
             .or_else(|| self.engine.profile(user_id))
             .ok_or(PipelineError::Closed)?;
@@ -604,13 +619,9 @@ impl Writer {
         };
         let now = now_micros();
         self.load_user(&user, None, now).await?;
-        let model = self.engine.model();
-        let profiles = self.engine.rescore(
-            &[user.as_str()],
-            model.as_deref(),
-            now,
-            self.bus.has_listeners(),
-        );
+        let profiles = self
+            .engine
+            .rescore(&[user.as_str()], now, self.bus.has_listeners());
         self.publish_profiles(profiles);
         Ok(Some(user))
     }
@@ -635,10 +646,7 @@ impl Writer {
             }
         }
         let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-        let model = self.engine.model();
-        let profiles = self
-            .engine
-            .rescore(&refs, model.as_deref(), now, self.bus.has_listeners());
+        let profiles = self.engine.rescore(&refs, now, self.bus.has_listeners());
         self.publish_profiles(profiles);
         Ok(refs.len())
     }

@@ -109,10 +109,11 @@ impl World {
             "SELECT COUNT(*) FROM users WHERE user_id = $1",
             "SELECT COUNT(*) FROM profiles WHERE user_id = $1",
         ];
-        let mut total = 0;
-        match self.backend {
-            Backend::Sqlite => {
-                let pool = sqlx::SqlitePool::connect(&self.database_url).await.unwrap();
+        // The same counting on either engine's pool type.
+        macro_rules! count_on {
+            ($pool:ty) => {{
+                let pool = <$pool>::connect(&self.database_url).await.unwrap();
+                let mut total = 0;
                 for sql in tables {
                     let n: i64 = sqlx::query_scalar(sql)
                         .bind(user)
@@ -122,21 +123,13 @@ impl World {
                     total += n;
                 }
                 pool.close().await;
-            }
-            Backend::Postgres => {
-                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
-                for sql in tables {
-                    let n: i64 = sqlx::query_scalar(sql)
-                        .bind(user)
-                        .fetch_one(&pool)
-                        .await
-                        .unwrap();
-                    total += n;
-                }
-                pool.close().await;
-            }
+                total
+            }};
         }
-        total
+        match self.backend {
+            Backend::Sqlite => count_on!(sqlx::SqlitePool),
+            Backend::Postgres => count_on!(sqlx::PgPool),
+        }
     }
 
     async fn spawn(&self) -> TestApp {

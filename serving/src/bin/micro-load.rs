@@ -141,11 +141,7 @@ impl Shared {
     async fn record(&self, due: Instant) -> u64 {
         let outcome = self.one().await;
         let micros = due.elapsed().as_micros() as u64;
-        if let Ok(mut h) = self.latency.try_lock() {
-            let _ = h.record(micros.max(1));
-        } else {
-            let _ = self.latency.lock().await.record(micros.max(1));
-        }
+        let _ = self.latency.lock().await.record(micros.max(1));
         match outcome {
             Ok(items) => {
                 self.ok.fetch_add(1, Ordering::Relaxed);

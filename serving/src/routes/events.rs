@@ -13,8 +13,7 @@ use features::{Interaction, NewEvent};
 use serde_json::{json, Value};
 
 use super::ingest::json_request;
-use super::users::parse_limit;
-use super::{cursor, page_limit, AppState};
+use super::{page, AppState};
 use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
 use crate::store::{event_user, EventCursor, EventFilter, EventRecord};
@@ -88,12 +87,8 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = page_limit(parse_limit(&query)?)?;
-    let after: EventCursor = query
-        .get("cursor")
-        .map(|c| cursor::decode(c))
-        .transpose()?
-        .unwrap_or_default();
+    let limit = page::limit(&query)?;
+    let after: EventCursor = page::after(&query)?.unwrap_or_default();
     let filter = EventFilter {
         kind: query.get("type").cloned(),
         user_id: query.get("userId").cloned(),
@@ -103,7 +98,7 @@ pub async fn list(
         limit,
     };
     let (items, next) = state.store.list_events(&filter).await?;
-    let next = (items.len() == limit).then(|| cursor::encode(&next));
+    let next = page::next(items.len(), limit, Some(next));
     Ok(Json(json!({"items": items, "nextCursor": next})))
 }
 

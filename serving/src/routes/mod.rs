@@ -103,46 +103,51 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Opaque pagination cursors: hex of the JSON of the position.
-pub(crate) mod cursor {
+/// Paging of list endpoints: `limit` (1–1000, default 100) and an opaque
+/// `cursor` (hex of the JSON of the last position returned).
+pub(crate) mod page {
+    use std::collections::HashMap;
+
     use serde::de::DeserializeOwned;
     use serde::Serialize;
+    use serde_json::json;
 
     use crate::error::AppError;
 
-    pub fn encode<T: Serialize>(position: &T) -> String {
-        hex_encode(&serde_json::to_vec(position).unwrap_or_default())
+    pub const DEFAULT_LIMIT: usize = 100;
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// The `limit` query parameter, or 422 naming it.
+    pub fn limit(query: &HashMap<String, String>) -> Result<usize, AppError> {
+        let Some(text) = query.get("limit") else {
+            return Ok(DEFAULT_LIMIT);
+        };
+        match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+            _ => Err(AppError::Invalid(json!([{"field": "limit",
+                "message": format!("must be 1 to {MAX_LIMIT}, got {text:?}")}]))),
+        }
     }
 
-    pub fn decode<T: DeserializeOwned>(cursor: &str) -> Result<T, AppError> {
+    /// The position the `cursor` query parameter names, if given.
+    pub fn after<T: DeserializeOwned>(
+        query: &HashMap<String, String>,
+    ) -> Result<Option<T>, AppError> {
+        let Some(cursor) = query.get("cursor") else {
+            return Ok(None);
+        };
         let bad =
             || AppError::Malformed(format!("cursor {cursor:?} is not one this service issued"));
-        let bytes = hex_decode(cursor).ok_or_else(bad)?;
-        serde_json::from_slice(&bytes).map_err(|_| bad())
+        let bytes = hex::decode(cursor).map_err(|_| bad())?;
+        serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
     }
 
-    fn hex_encode(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    }
-
-    fn hex_decode(s: &str) -> Option<Vec<u8>> {
-        if s.len() % 2 != 0 {
+    /// The cursor of the page after one of `returned` items ending at `last`:
+    /// none when the page was not full.
+    pub fn next<T: Serialize>(returned: usize, limit: usize, last: Option<T>) -> Option<String> {
+        if returned < limit {
             return None;
         }
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-            .collect()
-    }
-}
-
-/// Page size of list endpoints: `limit` query parameter, default and maximum.
-pub(crate) fn page_limit(limit: Option<usize>) -> Result<usize, crate::error::AppError> {
-    match limit {
-        None => Ok(100),
-        Some(n) if (1..=1000).contains(&n) => Ok(n),
-        Some(n) => Err(crate::error::AppError::Invalid(serde_json::json!([
-            {"field": "limit", "message": format!("must be 1 to 1000, got {n}")}
-        ]))),
+        last.map(|position| hex::encode(serde_json::to_vec(&position).unwrap_or_default()))
     }
 }

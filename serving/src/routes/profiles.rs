@@ -8,8 +8,7 @@ use axum::Json;
 use features::{LifeStage, Profile};
 use serde_json::{json, Value};
 
-use super::users::parse_limit;
-use super::{cursor, page_limit, AppState};
+use super::{page, AppState};
 use crate::error::{ApiResult, AppError};
 use crate::store::ProfileFilter;
 
@@ -55,7 +54,7 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = page_limit(parse_limit(&query)?)?;
+    let limit = page::limit(&query)?;
     let spending_class = query
         .get("spendingClass")
         .map(|s| {
@@ -69,15 +68,13 @@ pub async fn list(
         life_stage: life_stage_param(&query, "lifeStage")?,
         real_life_stage: life_stage_param(&query, "realLifeStage")?,
         topic: query.get("topic").cloned(),
-        after: query.get("cursor").map(|c| cursor::decode(c)).transpose()?,
+        after: page::after(&query)?,
         limit,
     };
     // Lists read the store: write what changed first, so they see every
     // answered POST too.
     state.pipeline.flush().await?;
     let items = state.store.list_profiles(&filter).await?;
-    let next = (items.len() == limit)
-        .then(|| items.last().map(|p| cursor::encode(&p.user_id)))
-        .flatten();
+    let next = page::next(items.len(), limit, items.last().map(|p| &p.user_id));
     Ok(Json(json!({"items": items, "nextCursor": next})))
 }

@@ -13,7 +13,7 @@ use features::UserRegistration;
 use serde_json::{json, Value};
 
 use super::ingest::json_request;
-use super::{cursor, page_limit, AppState};
+use super::{page, AppState};
 use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
 use crate::pipeline::user_event;
@@ -61,28 +61,12 @@ pub async fn list(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let limit = page_limit(parse_limit(&query)?)?;
-    let after: Option<String> = query.get("cursor").map(|c| cursor::decode(c)).transpose()?;
+    let limit = page::limit(&query)?;
+    let after: Option<String> = page::after(&query)?;
     let users = state.store.list_users(after.as_deref(), limit).await?;
-    let next = (users.len() == limit)
-        .then(|| users.last().map(|u| cursor::encode(&u.user_id())))
-        .flatten();
+    let next = page::next(users.len(), limit, users.last().map(|u| u.user_id()));
     let items: Vec<Value> = users.iter().map(user_json).collect();
     Ok(Json(json!({"items": items, "nextCursor": next})))
-}
-
-/// `limit` as a number, or 422 naming it.
-pub(crate) fn parse_limit(query: &HashMap<String, String>) -> ApiResult<Option<usize>> {
-    query
-        .get("limit")
-        .map(|l| {
-            l.parse().map_err(|_| {
-                AppError::Invalid(
-                    json!([{"field": "limit", "message": format!("{l:?} is not a number")}]),
-                )
-            })
-        })
-        .transpose()
 }
 
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users",

@@ -25,9 +25,18 @@ use super::{
 /// parameter limits).
 const INSERT_CHUNK: usize = 1_000;
 const INTERACTION_RECORDED: &str = "interaction.recorded";
-const INTERACTION_COLUMNS: &str =
-    "seq, id, user_id, kind, ts, origin_id, origin_type, actor_type, \
-     target_id, target_type, amount, currency, quantity, received_at";
+/// `SELECT <every interaction column> FROM interactions` followed by the
+/// rest of a statement, as one literal (the statement cache keys on it).
+macro_rules! select_interactions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT seq, id, user_id, kind, ts, origin_id, origin_type, actor_type, \
+             target_id, target_type, amount, currency, quantity, received_at \
+             FROM interactions ",
+            $rest
+        )
+    };
+}
 
 /// `?` placeholders as PostgreSQL's `$1, $2, …`.
 fn numbered(sql: &str) -> String {
@@ -98,10 +107,6 @@ macro_rules! sql_store {
         }
 
         impl $store {
-            pub fn pool(&self) -> &$pool {
-                &self.pool
-            }
-
             fn sql(sql: &'static str) -> Cow<'static, str> {
                 if $placeholders {
                     Cow::Owned(numbered(sql))
@@ -243,9 +248,7 @@ macro_rules! sql_store {
                 before: Option<i64>,
             ) -> Result<Vec<LoggedInteraction>> {
                 let sql = Self::sql(
-                    "SELECT seq, id, user_id, kind, ts, origin_id, origin_type, actor_type, \
-                     target_id, target_type, amount, currency, quantity, received_at \
-                     FROM interactions WHERE user_id = ? AND seq < ? ORDER BY seq",
+                    select_interactions!("WHERE user_id = ? AND seq < ? ORDER BY seq"),
                 );
                 let rows = sqlx::query(&sql)
                     .bind(user_id)
@@ -257,9 +260,7 @@ macro_rules! sql_store {
 
             async fn interaction(&self, id: &str) -> Result<Option<LoggedInteraction>> {
                 let sql = Self::sql(
-                    "SELECT seq, id, user_id, kind, ts, origin_id, origin_type, actor_type, \
-                     target_id, target_type, amount, currency, quantity, received_at \
-                     FROM interactions WHERE id = ?",
+                    select_interactions!("WHERE id = ?"),
                 );
                 let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await?;
                 row.as_ref().map(Self::logged).transpose()
@@ -422,9 +423,7 @@ macro_rules! sql_store {
                 }
                 let mut logged = Vec::new();
                 if want_log {
-                    let mut q = QueryBuilder::<$db>::new(format!(
-                        "SELECT {INTERACTION_COLUMNS} FROM interactions WHERE 1 = 1"
-                    ));
+                    let mut q = QueryBuilder::<$db>::new(select_interactions!("WHERE 1 = 1"));
                     Self::push_user_and_time(&mut q, filter);
                     if let Some(seq) = filter.after.interactions {
                         q.push(" AND seq > ").push_bind(seq);
