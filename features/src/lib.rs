@@ -3,9 +3,9 @@
 //! validation, and the one definition of every behavioural feature.
 //!
 //! Features are evaluated two ways from [`definition::FeatureSpec`]: the
-//! incremental fold in [`incremental`] (serving, one interaction at a time) and,
-//! behind the `batch` cargo feature, the polars evaluator in `batch` (training,
-//! whole logs). The parity property test proves they agree.
+//! incremental fold in [`incremental`] (serving, one interaction at a time) and
+//! the polars evaluator in the `features-batch` crate (training, whole logs).
+//! The parity property test there proves they agree.
 
 pub mod catalog;
 pub mod definition;
@@ -19,9 +19,6 @@ pub mod registry;
 pub mod scoring;
 pub mod user;
 pub mod validation;
-
-#[cfg(feature = "batch")]
-pub mod batch;
 
 pub use catalog::{Catalog, CatalogItem};
 pub use definition::{FeatureParams, FeatureSchema, FeatureSpec};
@@ -40,15 +37,10 @@ pub use validation::{FieldError, ValidationErrors};
 pub enum Error {
     #[error(transparent)]
     Invalid(#[from] ValidationErrors),
-    #[error("{file}: {message}")]
-    Input { file: String, message: String },
     #[error("feature schema mismatch: {0}")]
     Schema(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
-    #[cfg(feature = "batch")]
-    #[error(transparent)]
-    Polars(#[from] polars::error::PolarsError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use features::batch::io::cols;
 use features::incremental::{FoldInput, UserFeatureState};
 use features::InteractionType;
+use features_batch::io::cols;
 
 use crate::feature_table::{load, print_report};
 

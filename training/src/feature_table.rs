@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use features::batch::io::{read_catalog, read_interactions, LoadReport};
-use features::batch::{compute_features, io::cols};
 use features::{Catalog, FeatureParams, FeatureSpec};
+use features_batch::io::{read_catalog, read_interactions, LoadReport};
+use features_batch::{compute_features, io::cols};
 use polars::prelude::*;
 
 use crate::write_parquet;

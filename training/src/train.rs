@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use features::batch::compute_features;
-use features::batch::io::{cols, read_catalog, read_interactions, read_labels};
 use features::definition::CatalogIndex;
 use features::definition::BASE_FEATURES;
 use features::incremental::{FoldInput, UserFeatureState};
 use features::model::{Classifier, ClassifierModel, ProfileModel, Standardizer, TopicRanker};
 use features::registry::{sha256_file, DataFingerprint, Manifest, ModelEntry, Registry};
 use features::{FeatureParams, FeatureSpec, InteractionType, LabelRow, LifeStage};
+use features_batch::compute_features;
+use features_batch::io::{cols, read_catalog, read_interactions, read_labels};
 use indicatif::{ProgressBar, ProgressStyle};
 use linfa::prelude::*;
 use linfa_bayes::GaussianNb;
@@ -214,7 +214,7 @@ fn user_features(
     as_of: i64,
 ) -> Result<UserFeatures> {
     let rows: HashMap<String, Vec<f64>> =
-        features::batch::feature_rows(table)?.into_iter().collect();
+        features_batch::feature_rows(table)?.into_iter().collect();
     let empty = UserFeatureState::new().vector(spec, as_of);
     let d = spec.len();
     let mut x = Array2::<f64>::zeros((labels.len(), d));

@@ -7,11 +7,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use features::batch::io::{read_catalog, read_interactions, read_labels};
-use features::batch::polars::prelude::*;
-use features::batch::{feature_rows, USER_ID};
 use features::incremental::{FoldInput, UserFeatureState};
 use features::{FeatureParams, InteractionType};
+use features_batch::io::{read_catalog, read_interactions, read_labels};
+use features_batch::polars::prelude::*;
+use features_batch::{feature_rows, USER_ID};
 
 fn micro_train(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_micro-train"))

@@ -2,14 +2,12 @@
 //! reported by row and field without losing the good ones, and structural
 //! problems fail with the file and column named.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use features::batch::io::{read_catalog, read_interactions, read_labels, Format};
-use features::batch::polars::prelude::*;
 use features::LifeStage;
+use features_batch::io::{read_catalog, read_interactions, read_labels, Format};
+use features_batch::polars::prelude::*;
 
 const CSV: &str = "\
 id,type,timestamp,origin_id,origin_type,actor_id,actor_type,target_id,target_type,value,currency,quantity

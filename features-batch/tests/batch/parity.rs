@@ -2,15 +2,13 @@
 //! duplicates, the batch (polars) and incremental evaluators give the same
 //! feature vectors, to 1e-9 relative (absolute for magnitudes below 1).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::collections::BTreeMap;
 
-use features::batch::io::frame_from_interactions;
-use features::batch::{compute_features, feature_rows};
 use features::incremental::fold_log;
 use features::interaction::RawTimestamp;
 use features::{Catalog, CatalogItem, FeatureParams, Interaction, RawInteraction};
+use features_batch::io::frame_from_interactions;
+use features_batch::{compute_features, feature_rows};
 use proptest::prelude::*;
 use std::borrow::Cow;
 

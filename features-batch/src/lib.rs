@@ -1,7 +1,11 @@
 //! The batch evaluator: polars, lazily, over a whole interaction log joined
 //! with the catalog, one row per user. It implements the table in
-//! [`crate::definition`] independently of the incremental fold; the parity
-//! property test holds the two together.
+//! [`features::definition`] independently of the incremental fold; the parity
+//! property test (`tests/batch/parity.rs`) holds the two together.
+//!
+//! It is a crate of its own, not a cargo feature of `features`, so that no
+//! build of the serving binaries links polars: cargo unifies a crate's
+//! features across a workspace build, but not its dependents.
 
 pub mod io;
 
@@ -12,12 +16,25 @@ use std::collections::HashMap;
 
 use polars::prelude::*;
 
-use crate::definition::{
+use features::definition::{
     CatalogIndex, FeatureSpec, BASE_FEATURES, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_WEEK,
 };
-use crate::interaction::InteractionType;
-use crate::Result;
+use features::interaction::InteractionType;
 use io::cols;
+
+/// Errors of the batch evaluator and its file readers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file that cannot be read as asked: names the file and what is wrong.
+    #[error("{file}: {message}")]
+    Input { file: String, message: String },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Polars(#[from] PolarsError),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Name of the user column in feature tables.
 pub const USER_ID: &str = "user_id";

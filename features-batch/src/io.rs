@@ -11,9 +11,10 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::catalog::{Catalog, CatalogItem};
-use crate::interaction::{Interaction, RawInteraction, RawTimestamp};
-use crate::labels::LabelRow;
+use features::catalog::{Catalog, CatalogItem};
+use features::interaction::{Interaction, RawInteraction, RawTimestamp};
+use features::labels::LabelRow;
+
 use crate::{Error, Result};
 
 /// Column names of the normalised interaction frame.
@@ -312,7 +313,7 @@ pub fn frame_from_interactions<'a>(
 
 /// Reads an interaction log (SPEC §2.1 columnar or NDJSON form) into the
 /// normalised frame: `id` (given or content-derived), `user`, `kind`
-/// (index in [`crate::InteractionType::ALL`]), `ts` (µs since epoch),
+/// (index in [`features::InteractionType::ALL`]), `ts` (µs since epoch),
 /// `target`, `amount`, `quantity`.
 pub fn read_interactions(path: &Path) -> Result<(DataFrame, LoadReport)> {
     let mut out = InteractionColumns::new();
