@@ -19,13 +19,15 @@
 //! Changed profiles are written to the store by a flusher every
 //! [`Limits::flush_interval`] and at shutdown; `meta.profiles_seq` records how
 //! far they are current, and start-up re-folds users with later interactions.
+//! An indexer moves appended interactions into the log's index tables behind
+//! the writer ([`Store::index_log`]).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use features::{Event, Interaction, Profile};
-use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::bus::{new_event, Bus};
@@ -36,6 +38,11 @@ use crate::store::{Appended, Erasure, EventRecord, Store, StoreError, UserRecord
 const FLUSH_CHUNK: usize = 2_000;
 /// Most interactions committed in one transaction.
 pub const MAX_GROUP: usize = 20_000;
+/// Interactions the indexer moves per transaction: small, because a commit
+/// waits behind it (SQLite has one writer at a time).
+const INDEX_BATCH: usize = 10_000;
+/// How long the indexer rests when less than a batch is waiting.
+const INDEX_IDLE: Duration = Duration::from_millis(100);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -129,8 +136,9 @@ pub struct Pipeline {
 #[derive(Debug)]
 pub struct Tasks {
     writer: JoinHandle<()>,
-    flusher: JoinHandle<()>,
-    stop_flusher: oneshot::Sender<()>,
+    /// The flusher and the indexer, stopped through `stop`.
+    background: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -189,27 +197,29 @@ impl Pipeline {
             writer.run(rx, fold_tx).await;
             let _ = folder.await;
         });
-        let (stop_flusher, mut stop) = oneshot::channel();
+        let (stop, stopped) = watch::channel(false);
         let flushing = pipeline.clone();
+        let mut flusher_stop = stopped.clone();
         let flusher = tokio::spawn(async move {
             let mut tick = tokio::time::interval(limits.flush_interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = &mut stop => break,
+                    _ = flusher_stop.changed() => break,
                 }
                 if let Err(e) = flushing.flush().await {
                     tracing::warn!(error = %e, "writing profiles failed; will retry");
                 }
             }
         });
+        let indexer = tokio::spawn(index_loop(pipeline.store.clone(), stopped));
         (
             pipeline,
             Tasks {
                 writer,
-                flusher,
-                stop_flusher,
+                background: vec![flusher, indexer],
+                stop,
             },
         )
     }
@@ -369,8 +379,8 @@ impl Tasks {
     pub async fn shutdown(self, pipeline: &Pipeline) {
         let Tasks {
             writer,
-            flusher,
-            stop_flusher,
+            background,
+            stop,
         } = self;
         let (reply, done) = oneshot::channel();
         // Jobs run in order: when the barrier answers, all before it are done.
@@ -378,8 +388,10 @@ impl Tasks {
         if pipeline.tx.send(barrier).await.is_ok() {
             let _ = done.await;
         }
-        let _ = stop_flusher.send(());
-        let _ = flusher.await;
+        let _ = stop.send(true);
+        for task in background {
+            let _ = task.await;
+        }
         if let Err(e) = pipeline.flush().await {
             tracing::error!(error = %e, "final profile flush failed; profiles will be rebuilt at start");
         }
@@ -649,6 +661,37 @@ impl Writer {
         let profiles = self.engine.rescore(&refs, now, self.bus.has_listeners());
         self.publish_profiles(profiles);
         Ok(refs.len())
+    }
+}
+
+/// Keeps the log's index tables close behind the writer: a batch at once
+/// when one is waiting, otherwise whatever is there every [`INDEX_IDLE`].
+async fn index_loop(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    loop {
+        if store.unindexed() < INDEX_BATCH {
+            tokio::select! {
+                _ = tokio::time::sleep(INDEX_IDLE) => {}
+                _ = stop.changed() => break,
+            }
+        }
+        if *stop.borrow() {
+            break;
+        }
+        if store.unindexed() == 0 {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        match store.index_log(INDEX_BATCH).await {
+            Ok(n) => tracing::debug!(
+                interactions = n,
+                index_ms = started.elapsed().as_secs_f64() * 1e3,
+                "log indexed"
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "indexing the interaction log failed; will retry");
+                tokio::time::sleep(INDEX_IDLE).await;
+            }
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub ingest_rejected: IntCounter,
     pub ingest_refused: IntCounter,
     pub queue_depth: IntGauge,
+    pub log_unindexed: IntGauge,
     pub users_in_memory: IntGauge,
     pub model: IntGaugeVec,
 }
@@ -99,6 +100,14 @@ impl Metrics {
                 &registry,
                 IntGauge::new("ingest_queue_depth", "Interactions waiting for the writer")
                     .unwrap_or_else(|_| unreachable_metric()),
+            ),
+            log_unindexed: register(
+                &registry,
+                IntGauge::new(
+                    "log_unindexed_interactions",
+                    "Interactions appended but not yet in the log's index tables",
+                )
+                .unwrap_or_else(|_| unreachable_metric()),
             ),
             users_in_memory: register(
                 &registry,

@@ -76,6 +76,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .set(state.pipeline.queue_depth() as i64);
     state
         .metrics
+        .log_unindexed
+        .set(state.store.unindexed() as i64);
+    state
+        .metrics
         .users_in_memory
         .set(state.engine.users() as i64);
     (

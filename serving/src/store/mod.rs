@@ -7,6 +7,7 @@
 //! in one transaction.
 
 mod sql;
+mod tail;
 
 use std::fmt::Debug;
 
@@ -15,7 +16,7 @@ use chrono::{DateTime, Utc};
 use features::{Interaction, Profile, UserRegistration};
 use serde::{Deserialize, Serialize};
 
-pub use sql::{PostgresStore, SqliteStore};
+pub use sql::{PostgresStore, SqliteStore, MAX_TAIL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -130,6 +131,11 @@ pub trait Store: Send + Sync + Debug {
         batch: &[Interaction],
         received_at_micros: i64,
     ) -> Result<Vec<Appended>>;
+    /// Interactions appended but not yet in the log's index tables.
+    fn unindexed(&self) -> usize;
+    /// Moves up to `max_rows` appended interactions into the log's index
+    /// tables; returns how many it moved (0: nothing was waiting).
+    async fn index_log(&self, max_rows: usize) -> Result<usize>;
     /// A user's interactions with `seq < before` (all when `None`), in log order.
     async fn interactions_of(
         &self,
