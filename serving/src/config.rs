@@ -46,8 +46,9 @@ pub struct Config {
     #[arg(long, env = "MICRO_INGEST_QUEUE", default_value_t = 200_000)]
     pub ingest_queue: usize,
     /// Milliseconds between writes of changed profiles to the store (they
-    /// are also written before profile lists and at shutdown).
-    #[arg(long, env = "MICRO_PROFILE_FLUSH_MS", default_value_t = 1000)]
+    /// are also written before profile lists and at shutdown). Longer means
+    /// fewer writes of busy users' profiles and more to re-fold after a crash.
+    #[arg(long, env = "MICRO_PROFILE_FLUSH_MS", default_value_t = 5000)]
     pub profile_flush_ms: u64,
 }
 

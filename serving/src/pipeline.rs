@@ -116,7 +116,7 @@ impl Default for Limits {
         Limits {
             queued_interactions: 200_000,
             queued_jobs: 4_096,
-            flush_interval: Duration::from_secs(1),
+            flush_interval: Duration::from_secs(5),
         }
     }
 }
