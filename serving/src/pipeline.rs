@@ -34,8 +34,9 @@ use crate::bus::{new_event, Bus};
 use crate::engine::{now_micros, Declared, Engine};
 use crate::store::{Appended, Erasure, EventRecord, Store, StoreError, UserRecord};
 
-/// Profiles written per transaction by the flusher.
-const FLUSH_CHUNK: usize = 2_000;
+/// Profiles written per transaction by the flusher: an append may wait for
+/// one such transaction (SQLite has one writer at a time).
+const FLUSH_CHUNK: usize = 500;
 /// Most interactions committed in one transaction.
 pub const MAX_GROUP: usize = 20_000;
 /// Interactions the indexer moves per transaction: small, because a commit
@@ -43,6 +44,8 @@ pub const MAX_GROUP: usize = 20_000;
 const INDEX_BATCH: usize = 10_000;
 /// How long the indexer rests when less than a batch is waiting.
 const INDEX_IDLE: Duration = Duration::from_millis(100);
+/// How often the write-ahead log is checkpointed in the background.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -665,9 +668,17 @@ impl Writer {
 }
 
 /// Keeps the log's index tables close behind the writer: a batch at once
-/// when one is waiting, otherwise whatever is there every [`INDEX_IDLE`].
+/// when one is waiting, otherwise whatever is there every [`INDEX_IDLE`];
+/// and checkpoints the store's write-ahead log every [`CHECKPOINT_EVERY`].
 async fn index_loop(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    let mut checkpointed = std::time::Instant::now();
     loop {
+        if checkpointed.elapsed() >= CHECKPOINT_EVERY {
+            if let Err(e) = store.checkpoint().await {
+                tracing::warn!(error = %e, "checkpoint failed; will retry");
+            }
+            checkpointed = std::time::Instant::now();
+        }
         if store.unindexed() < INDEX_BATCH {
             tokio::select! {
                 _ = tokio::time::sleep(INDEX_IDLE) => {}

@@ -136,6 +136,12 @@ pub trait Store: Send + Sync + Debug {
     /// Moves up to `max_rows` appended interactions into the log's index
     /// tables; returns how many it moved (0: nothing was waiting).
     async fn index_log(&self, max_rows: usize) -> Result<usize>;
+    /// Moves committed pages from the write-ahead log into the database
+    /// without waiting for (or blocking) readers and writers, off the commit
+    /// path. Engines that manage this themselves do nothing.
+    async fn checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
     /// A user's interactions with `seq < before` (all when `None`), in log order.
     async fn interactions_of(
         &self,

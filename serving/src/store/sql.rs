@@ -106,11 +106,28 @@ fn unique_violation(e: sqlx::Error, what: impl FnOnce(&str) -> String) -> StoreE
 struct LogState {
     tail: Mutex<LogTail>,
     /// Held by whatever writes the log or its index tables (appends, the
-    /// indexer, deletions), so the tables and the tail change together.
+    /// indexer, deletions), so the tables and the tail change together — and,
+    /// on SQLite, by every other write too (see [`LogState::other_write`]).
     writing: tokio::sync::Mutex<()>,
+    /// Whether writes that do not touch the log take `writing` as well.
+    serial_writes: bool,
 }
 
 impl LogState {
+    /// The lock for a write that does not touch the log. SQLite has one
+    /// writer at a time and makes the others wait in its busy handler, which
+    /// sleeps in steps of up to 100 ms: an append queued behind a profile
+    /// flush stalled for far longer than the flush took. Taking turns here
+    /// instead (a fair queue) makes each wait exactly as long as the write
+    /// before it. PostgreSQL writers run side by side.
+    async fn other_write(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        if self.serial_writes {
+            Some(self.writing.lock().await)
+        } else {
+            None
+        }
+    }
+
     fn tail(&self) -> MutexGuard<'_, LogTail> {
         // A panic while holding the lock leaves the tail consistent (every
         // method finishes its change before returning): keep using it.
@@ -129,7 +146,7 @@ fn interaction_event(logged: LoggedInteraction) -> Result<Event> {
 }
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $pool:ty, $placeholders:expr) => {
+    ($store:ident, $db:ty, $pool:ty, $placeholders:expr, $serial_writes:expr) => {
         #[derive(Clone, Debug)]
         pub struct $store {
             pool: $pool,
@@ -140,7 +157,14 @@ macro_rules! sql_store {
             /// Wraps a migrated pool: reads the log positions and rebuilds
             /// the tail from the rows the index tables do not cover.
             async fn open(pool: $pool) -> Result<$store> {
-                let last = Self::meta(&pool, "log_seq").await?;
+                // `meta.log_seq` is written only when rows are deleted (so a
+                // deleted top seq is not reused); otherwise the log's own
+                // maximum is the high-water mark.
+                let max: Option<i64> = sqlx::query("SELECT MAX(seq) AS m FROM interactions")
+                    .fetch_one(&pool)
+                    .await?
+                    .try_get("m")?;
+                let last = Self::meta(&pool, "log_seq").await?.max(max.unwrap_or(0));
                 let indexed = Self::meta(&pool, "indexed_seq").await?;
                 let mut tail = LogTail::new(last, indexed);
                 let sql = Self::sql(
@@ -156,6 +180,7 @@ macro_rules! sql_store {
                     log: Arc::new(LogState {
                         tail: Mutex::new(tail),
                         writing: tokio::sync::Mutex::new(()),
+                        serial_writes: $serial_writes,
                     }),
                 })
             }
@@ -227,6 +252,16 @@ macro_rules! sql_store {
                 );
                 sqlx::query(&sql).bind(key).bind(value).execute(&mut **tx).await?;
                 Ok(())
+            }
+
+            /// Records the highest seq assigned before rows are deleted, so a
+            /// restart never hands out a deleted seq again.
+            async fn keep_high_water_mark(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                log: &LogState,
+            ) -> Result<()> {
+                let last = log.tail().last_seq;
+                Self::set_meta(tx, "log_seq", last).await
             }
 
             /// Ids of `ids` already in the index tables.
@@ -395,8 +430,6 @@ macro_rules! sql_store {
                     });
                     q.build().execute(&mut *tx).await?;
                 }
-                let last = base + fresh.len() as i64;
-                Self::set_meta(&mut tx, "log_seq", last).await?;
                 tx.commit().await?;
                 let mut tail = self.log.tail();
                 for (k, &i) in fresh.iter().enumerate() {
@@ -414,6 +447,10 @@ macro_rules! sql_store {
             async fn index_log(&self, max_rows: usize) -> Result<usize> {
                 let _writing = self.log.writing.lock().await;
                 self.index_locked(max_rows).await
+            }
+
+            async fn checkpoint(&self) -> Result<()> {
+                self.engine_checkpoint().await
             }
 
             async fn interactions_of(
@@ -455,6 +492,7 @@ macro_rules! sql_store {
                 };
                 let user = logged.interaction.actor.id;
                 let mut tx = self.pool.begin().await?;
+                Self::keep_high_water_mark(&mut tx, &self.log).await?;
                 const STATEMENTS: [&str; 3] = [
                     "DELETE FROM interactions WHERE seq = ? AND id = ? AND user_id = ?",
                     "DELETE FROM interaction_ids WHERE seq = ? AND id = ?",
@@ -488,6 +526,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_user(&self, user: &UserRecord, event: &EventRecord) -> Result<()> {
+                let _writing = self.log.other_write().await;
                 let body = serde_json::to_string(&user.registration)
                     .map_err(|e| corrupt(e.to_string()))?;
                 let mut tx = self.pool.begin().await?;
@@ -539,6 +578,7 @@ macro_rules! sql_store {
                 let _writing = self.log.writing.lock().await;
                 let tail = self.log.tail().user_seqs(user_id);
                 let mut tx = self.pool.begin().await?;
+                Self::keep_high_water_mark(&mut tx, &self.log).await?;
                 // Ids first: they are found through the rows about to go.
                 let mut q = QueryBuilder::<$db>::new(
                     "DELETE FROM interaction_ids WHERE id IN (SELECT i.id FROM interactions i \
@@ -575,6 +615,7 @@ macro_rules! sql_store {
             }
 
             async fn insert_event(&self, event: &EventRecord) -> Result<()> {
+                let _writing = self.log.other_write().await;
                 let mut tx = self.pool.begin().await?;
                 Self::insert_event_in(&mut tx, event).await?;
                 tx.commit().await?;
@@ -684,12 +725,14 @@ macro_rules! sql_store {
             }
 
             async fn delete_event(&self, id: &str) -> Result<bool> {
+                let _writing = self.log.other_write().await;
                 let sql = Self::sql("DELETE FROM events WHERE id = ?");
                 let n = sqlx::query(&sql).bind(id).execute(&self.pool).await?.rows_affected();
                 Ok(n > 0)
             }
 
             async fn save_profiles(&self, profiles: &[Profile], seq: i64) -> Result<()> {
+                let _writing = self.log.other_write().await;
                 let mut tx = self.pool.begin().await?;
                 for chunk in profiles.chunks(INSERT_CHUNK) {
                     let bodies = chunk
@@ -807,8 +850,8 @@ macro_rules! sql_store {
     };
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, SqlitePool, false);
-sql_store!(PostgresStore, sqlx::Postgres, PgPool, true);
+sql_store!(SqliteStore, sqlx::Sqlite, SqlitePool, false, true);
+sql_store!(PostgresStore, sqlx::Postgres, PgPool, true, false);
 
 impl SqliteStore {
     /// Opens the file (creating it and its directory), in WAL mode with
@@ -825,6 +868,10 @@ impl SqliteStore {
             // tables, and a miss is a disk read.
             .pragma("cache_size", "-65536")
             .pragma("temp_store", "memory")
+            // Checkpoints run in the background (`Store::checkpoint`): one
+            // run by a committing connection stalled that commit for up to
+            // 140 ms. Automatic ones stay as a backstop for a huge WAL.
+            .pragma("wal_autocheckpoint", "65536")
             // Large group commits are slow by design; say so at debug level only.
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
         let path = options.get_filename();
@@ -840,7 +887,21 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    async fn engine_checkpoint(&self) -> Result<()> {
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
 impl PostgresStore {
+    /// PostgreSQL checkpoints on its own schedule.
+    async fn engine_checkpoint(&self) -> Result<()> {
+        Ok(())
+    }
+
     pub async fn connect(url: &str) -> Result<PostgresStore> {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)?
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
