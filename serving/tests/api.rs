@@ -343,7 +343,73 @@ on_both_stores!(
     overload_answers_503_with_retry_after,
     sigterm_finishes_work_and_keeps_it,
     without_a_model_profiles_carry_declared_fields_and_counts,
+    the_log_keeps_ids_once_and_never_reuses_a_seq,
 );
+
+/// The store's log directly, across reopenings: duplicates are found in the
+/// tail, in the index tables and after a restart rebuilt the tail; a deleted
+/// top seq is not handed out again.
+async fn the_log_keeps_ids_once_and_never_reuses_a_seq(backend: Backend) {
+    let world = World::new(backend).await;
+    let one = |id: &str, user: &str| {
+        features::Interaction::from_json(&interaction(user, "sku-000001", "VIEW", 3, Some(id)))
+            .unwrap()
+    };
+    let store = serving::store::connect(&world.database_url).await.unwrap();
+    let first = store
+        .append_interactions(&[one("a", "u1"), one("b", "u2"), one("a", "u3")], 1)
+        .await
+        .unwrap();
+    assert_eq!(first, vec![Some(1), Some(2), None], "first occurrence wins");
+    assert_eq!(store.unindexed(), 2);
+    // In the tail.
+    let again = store
+        .append_interactions(&[one("b", "u2")], 2)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![None]);
+    // In the index tables.
+    assert_eq!(store.index_log(1_000).await.unwrap(), 2);
+    assert_eq!(store.unindexed(), 0);
+    let again = store
+        .append_interactions(&[one("a", "u1"), one("c", "u1")], 3)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![None, Some(3)]);
+    let history: Vec<i64> = store
+        .interactions_of("u1", None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.seq)
+        .collect();
+    assert_eq!(history, vec![1, 3], "indexed and tail rows of one user");
+    // Delete the top seq, reopen: the tail is rebuilt and 3 is not reused.
+    assert_eq!(
+        store.delete_interaction("c").await.unwrap().as_deref(),
+        Some("u1")
+    );
+    drop(store);
+    let store = serving::store::connect(&world.database_url).await.unwrap();
+    assert_eq!(store.max_seq().await.unwrap(), 3);
+    let after = store
+        .append_interactions(&[one("d", "u4"), one("b", "u2"), one("c", "u1")], 4)
+        .await
+        .unwrap();
+    assert_eq!(after, vec![Some(4), None, Some(5)]);
+    drop(store);
+    let store = serving::store::connect(&world.database_url).await.unwrap();
+    assert_eq!(
+        store.unindexed(),
+        2,
+        "the tail is rebuilt from the unindexed rows"
+    );
+    let again = store
+        .append_interactions(&[one("d", "u4")], 5)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![None]);
+}
 
 async fn operations_endpoints_answer(backend: Backend) {
     let world = World::new(backend).await;
