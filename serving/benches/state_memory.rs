@@ -14,6 +14,10 @@ use features::registry::Registry;
 use features::{Entity, Interaction, InteractionType, Money, ProfileScorer};
 use serving::engine::{ActiveModel, Engine};
 
+// The allocator micro-serve runs with: resident memory depends on it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_bytes() -> usize {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
     let pages: usize = statm
