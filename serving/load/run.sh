@@ -5,6 +5,7 @@
 #   2. single-interaction POST ceiling (closed loop), then p99 at half that rate (open loop)
 #   3. batched ingest (NDJSON batches, durable on SQLite)
 #   4. profile GET ceiling (closed loop) over the users just written
+# Each step after the first POSTs starts once the server is idle again.
 # Usage: serving/load/run.sh [seconds per step, default 10]
 # Figures go to docs/benchmarks.md by hand, with this command line.
 set -euo pipefail
@@ -25,6 +26,15 @@ for _ in $(seq 100); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; 
 VERSION=$(cat models/profile/current)
 TARGETS=$(python3 -c "import json,sys; print(','.join(i['target_id'] for i in json.load(open('models/profile/$VERSION/catalog.json'))[:200]))")
 load() { "$BIN/micro-load" --base "$BASE" --duration "$SECS" --targets "$TARGETS" "$@"; }
+# Between steps, let the server finish what the last one left behind (profile
+# writes every 5 s, log indexing), so no step pays for the one before it.
+settle() {
+  for _ in $(seq 100); do
+    curl -sf "$BASE/metrics" | grep -qx 'micro_log_unindexed_interactions 0' && break
+    sleep 0.1
+  done
+  sleep 6
+}
 
 echo "machine: $(nproc) cores; server and load generator share them"
 load --scenario healthz --concurrency 64
@@ -32,8 +42,11 @@ HEALTHZ=$(load --scenario healthz --concurrency 64 --json | tail -1 | python3 -c
 echo "healthz rate: $HEALTHZ"
 SINGLE=$(load --scenario single --concurrency 64 --run-id s1 --json | tee /dev/stderr | tail -1 | python3 -c "import json,sys; print(json.load(sys.stdin)['requests_per_sec'])")
 HALF=$(python3 -c "print(round($SINGLE/2))")
+settle
 load --scenario single --rate "$HALF" --run-id s2
+settle
 load --scenario batch --batch 1000 --concurrency 4 --run-id b1
+settle
 load --scenario profile --concurrency 64
 python3 - "$HEALTHZ" "$SINGLE" <<'PY'
 import sys
