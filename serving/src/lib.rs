@@ -3,6 +3,7 @@
 //! ([`engine`], [`pipeline`]); profiles, users, events and models are served
 //! under `/v1` ([`routes`]).
 
+pub mod broker;
 pub mod bus;
 pub mod config;
 pub mod engine;

@@ -142,6 +142,10 @@ pub struct Tasks {
     /// The flusher and the indexer, stopped through `stop`.
     background: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    /// Feeders from outside HTTP (the NATS consumer and relay), stopped
+    /// first at shutdown so nothing new is queued behind the last barrier.
+    feeders: Vec<JoinHandle<()>>,
+    stop_feeders: watch::Sender<bool>,
 }
 
 #[derive(Clone)]
@@ -223,6 +227,8 @@ impl Pipeline {
                 writer,
                 background: vec![flusher, indexer],
                 stop,
+                feeders: Vec::new(),
+                stop_feeders: watch::channel(false).0,
             },
         )
     }
@@ -377,6 +383,15 @@ impl Pipeline {
 }
 
 impl Tasks {
+    /// A stop signal for a feeder task, which [`Tasks::add_feeders`] then owns.
+    pub fn feeder_stop(&self) -> watch::Receiver<bool> {
+        self.stop_feeders.subscribe()
+    }
+
+    pub fn add_feeders(&mut self, feeders: Vec<JoinHandle<()>>) {
+        self.feeders.extend(feeders);
+    }
+
     /// Finishes every job queued so far, then writes the last profiles. Call
     /// once the server has stopped taking requests.
     pub async fn shutdown(self, pipeline: &Pipeline) {
@@ -384,7 +399,13 @@ impl Tasks {
             writer,
             background,
             stop,
+            feeders,
+            stop_feeders,
         } = self;
+        let _ = stop_feeders.send(true);
+        for task in feeders {
+            let _ = task.await;
+        }
         let (reply, done) = oneshot::channel();
         // Jobs run in order: when the barrier answers, all before it are done.
         let barrier = Job::Control(Control::Barrier { reply });
@@ -644,11 +665,10 @@ impl Writer {
     async fn erase(&self, user_id: &str) -> Result<Erasure> {
         // Hold the flusher off so it cannot write the profile back.
         let _flush = self.flush_lock.lock().await;
-        let erased = self.store.erase_user(user_id).await?;
+        let (erased, event) = self.store.erase_user(user_id).await?;
         self.engine.forget(user_id);
-        if !erased.is_empty() {
-            let payload = serde_json::json!({"userId": user_id, "removed": erased});
-            self.bus.publish(new_event("user.deleted", payload));
+        if let Some(event) = event {
+            self.bus.publish(event);
         }
         Ok(erased)
     }

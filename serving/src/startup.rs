@@ -9,6 +9,7 @@ use std::sync::Arc;
 use features::registry::Registry;
 use tokio::net::TcpListener;
 
+use crate::broker::{Broker, BrokerError};
 use crate::bus::InProcessBus;
 use crate::config::Config;
 use crate::engine::{ActiveModel, Engine};
@@ -28,6 +29,8 @@ pub enum StartupError {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -73,7 +76,8 @@ impl Application {
             flush_interval: std::time::Duration::from_millis(config.profile_flush_ms.max(1)),
             ..Limits::default()
         };
-        let (pipeline, tasks) = Pipeline::start(store.clone(), engine.clone(), bus.clone(), limits);
+        let (pipeline, mut tasks) =
+            Pipeline::start(store.clone(), engine.clone(), bus.clone(), limits);
         let recovered = pipeline.recover().await?;
         if recovered > 0 {
             tracing::info!(
@@ -81,6 +85,21 @@ impl Application {
                 "profiles rebuilt from interactions newer than the last flush"
             );
         }
+        let broker = match &config.nats_url {
+            Some(url) => {
+                let broker = Broker::connect(url).await?;
+                tracing::info!(%url, "NATS JetStream: consuming micro.interactions.>, publishing micro.events.<type>");
+                let stop = tasks.feeder_stop();
+                tasks.add_feeders(broker.start(
+                    store.clone(),
+                    pipeline.clone(),
+                    metrics.clone(),
+                    stop,
+                ));
+                Some(broker)
+            }
+            None => None,
+        };
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -93,6 +112,7 @@ impl Application {
             engine,
             pipeline,
             bus,
+            broker,
             registry,
             metrics,
             max_body_bytes: config.max_body_bytes,

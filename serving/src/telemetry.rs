@@ -23,6 +23,11 @@ pub struct Metrics {
     pub ingest_refused: IntCounter,
     pub queue_depth: IntGauge,
     pub log_unindexed: IntGauge,
+    pub outbox_depth: IntGauge,
+    pub bus_pending: IntGauge,
+    pub bus_consumed: IntCounter,
+    pub bus_dead_letters: IntCounter,
+    pub bus_published: IntCounter,
     pub users_in_memory: IntGauge,
     pub model: IntGaugeVec,
 }
@@ -47,7 +52,45 @@ impl Metrics {
         let counter = |name: &str, help: &str| {
             IntCounter::with_opts(Opts::new(name, help)).unwrap_or_else(|_| unreachable_metric())
         };
+        let gauge = |name: &str, help: &str| {
+            IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric())
+        };
         Metrics {
+            outbox_depth: register(
+                &registry,
+                gauge(
+                    "outbox_depth",
+                    "Events in the outbox not yet acknowledged by NATS",
+                ),
+            ),
+            bus_pending: register(
+                &registry,
+                gauge(
+                    "bus_consumer_pending",
+                    "Interactions on NATS not yet delivered to this consumer (lag)",
+                ),
+            ),
+            bus_consumed: register(
+                &registry,
+                counter(
+                    "bus_interactions_total",
+                    "Interactions taken from NATS and stored or found stored",
+                ),
+            ),
+            bus_dead_letters: register(
+                &registry,
+                counter(
+                    "bus_dead_letters_total",
+                    "NATS messages sent to the dead-letter subject",
+                ),
+            ),
+            bus_published: register(
+                &registry,
+                counter(
+                    "bus_events_published_total",
+                    "Events published on NATS from the outbox",
+                ),
+            ),
             requests: register(
                 &registry,
                 IntCounterVec::new(

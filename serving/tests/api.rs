@@ -344,7 +344,262 @@ on_both_stores!(
     sigterm_finishes_work_and_keeps_it,
     without_a_model_profiles_carry_declared_fields_and_counts,
     the_log_keeps_ids_once_and_never_reuses_a_seq,
+    nats_interactions_are_stored_once_and_bad_ones_dead_lettered,
+    nats_outage_loses_no_event_and_repeats_none,
 );
+
+/// A nats-server of the test's own (its own port and store), so a test can
+/// stop and restart it without touching anyone else's.
+struct NatsServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl NatsServer {
+    fn start() -> NatsServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut server = NatsServer {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn restart(&mut self) {
+        let child = std::process::Command::new(nats_server_binary())
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server must be installed (see .ci/run)");
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("nats-server did not start");
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn nats_server_binary() -> String {
+    std::env::var("MICRO_TEST_NATS_SERVER").unwrap_or_else(|_| {
+        if Path::new("/usr/sbin/nats-server").exists() {
+            "/usr/sbin/nats-server".to_owned()
+        } else {
+            "nats-server".to_owned()
+        }
+    })
+}
+
+/// Publishes on JetStream, retrying until the service has created the stream.
+async fn publish_when_ready(js: &async_nats::jetstream::Context, subject: &str, body: Vec<u8>) {
+    for _ in 0..200 {
+        if let Ok(ack) = js.publish(subject.to_owned(), body.clone().into()).await {
+            if ack.await.is_ok() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("JetStream did not take {subject}");
+}
+
+/// Polls until `check` holds (10 s at most).
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+async fn nats_interactions_are_stored_once_and_bad_ones_dead_lettered(backend: Backend) {
+    let nats = NatsServer::start();
+    let world = World::new(backend).await;
+    let app = world.spawn_with(&["--nats-url", &nats.url()]).await;
+    let t = catalog_targets(&world, 5);
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    // 200 interactions of 20 users, then the first 30 again (redeliveries),
+    // and one that is not an interaction.
+    let all: Vec<Value> = (0..200)
+        .map(|n| {
+            let user = format!("bus-{}", n % 20);
+            interaction(
+                &user,
+                &t[n % 5],
+                "VIEW",
+                1 + (n % 28) as u32,
+                Some(&format!("bus-{n}")),
+            )
+        })
+        .collect();
+    for v in all.iter().chain(&all[..30]) {
+        publish_when_ready(
+            &js,
+            "micro.interactions.shop",
+            serde_json::to_vec(v).unwrap(),
+        )
+        .await;
+    }
+    let mut bad = interaction("bus-0", &t[0], "VIEW", 3, Some("bus-bad"));
+    bad["timestamp"] = json!("yesterday");
+    publish_when_ready(
+        &js,
+        "micro.interactions.shop",
+        serde_json::to_vec(&bad).unwrap(),
+    )
+    .await;
+    eventually("the bus batch to be stored", || async {
+        metric(&app, "micro_bus_interactions_total").await >= 230.0
+            && metric(&app, "micro_bus_dead_letters_total").await >= 1.0
+    })
+    .await;
+    let mut total = 0;
+    for u in 0..20 {
+        let (s, p) = app.get_json(&format!("/v1/profiles/bus-{u}")).await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        total += p["interactionCount"].as_u64().unwrap();
+    }
+    assert_eq!(total, 200, "each interaction counted once");
+    let (_, events) = app
+        .get_json("/v1/events?type=interaction.recorded&limit=500")
+        .await;
+    assert_eq!(
+        events["items"].as_array().map(Vec::len),
+        Some(200),
+        "stored once"
+    );
+    // The bad one is on the dead-letter subject with the field named.
+    let dead = js
+        .get_stream(serving::broker::DEAD_LETTER_STREAM)
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject(serving::broker::DEAD_LETTER_SUBJECT)
+        .await
+        .unwrap();
+    let reason = dead.headers.get("Micro-Error").unwrap().to_string();
+    assert!(reason.contains("timestamp"), "{reason}");
+    let body: Value = serde_json::from_slice(&dead.payload).unwrap();
+    assert_eq!(body["id"], "bus-bad");
+    assert_eq!(metric(&app, "micro_bus_consumer_pending").await, 0.0);
+    app.stop().await;
+}
+
+/// Registrations go on while NATS is down; when it is back, every
+/// `user.registered` reaches the stream exactly once.
+async fn nats_outage_loses_no_event_and_repeats_none(backend: Backend) {
+    let mut nats = NatsServer::start();
+    let world = World::new(backend).await;
+    let app = world.spawn_with(&["--nats-url", &nats.url()]).await;
+    let register = |n: usize| {
+        let app = &app;
+        async move {
+            let (s, v) = app
+                .post_json(
+                    "/v1/users",
+                    &json!({"userId": format!("out-{n}"), "email": format!("out-{n}@example.com")}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{v}");
+        }
+    };
+    for n in 0..10 {
+        register(n).await;
+    }
+    eventually("the first events to be published", || async {
+        metric(&app, "micro_bus_events_published_total").await >= 10.0
+    })
+    .await;
+    nats.kill();
+    for n in 10..20 {
+        register(n).await;
+    }
+    let (s, ready) = app.get_json("/readyz").await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "HTTP stays ready while NATS is down: {ready}"
+    );
+    eventually("the relay to notice NATS is down", || async {
+        metric(&app, "micro_outbox_depth").await >= 10.0
+    })
+    .await;
+    nats.restart();
+    eventually("the outbox to drain", || async {
+        metric(&app, "micro_outbox_depth").await == 0.0
+    })
+    .await;
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut stream = js.get_stream(serving::broker::EVENTS_STREAM).await.unwrap();
+    let last = stream.info().await.unwrap().state.last_sequence;
+    let mut registered: Vec<(String, String)> = Vec::new();
+    for seq in 1..=last {
+        let Ok(m) = stream.get_raw_message(seq).await else {
+            continue;
+        };
+        if m.subject.as_str() == "micro.events.user.registered" {
+            let e: Value = serde_json::from_slice(&m.payload).unwrap();
+            registered.push((
+                e["id"].as_str().unwrap().to_owned(),
+                e["payload"]["userId"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let mut users: Vec<&str> = registered.iter().map(|(_, u)| u.as_str()).collect();
+    users.sort_unstable();
+    let mut expected: Vec<String> = (0..20).map(|n| format!("out-{n}")).collect();
+    expected.sort_unstable();
+    assert_eq!(users, expected, "every registration published exactly once");
+    app.stop().await;
+}
 
 /// The store's log directly, across reopenings: duplicates are found in the
 /// tail, in the index tables and after a restart rebuilt the tail; a deleted

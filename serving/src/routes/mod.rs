@@ -37,6 +37,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub pipeline: Pipeline,
     pub bus: Arc<dyn Bus>,
+    /// NATS JetStream, when configured.
+    pub broker: Option<crate::broker::Broker>,
     pub registry: Arc<Registry>,
     pub metrics: Metrics,
     /// Largest request body accepted, in bytes.

@@ -52,10 +52,19 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let db = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
     let model = state.engine.model().map(|m| m.version().to_owned());
+    // NATS being down does not make the service unready: HTTP keeps working
+    // and events wait in the outbox. It is reported for operators.
+    let bus = match &state.broker {
+        None => "in-process",
+        Some(b) if b.is_connected() => "nats: connected",
+        Some(_) => "nats: disconnected (events wait in the outbox)",
+    };
     match db {
         Ok(Ok(())) => (
             StatusCode::OK,
-            Json(json!({"ready": true, "database": state.store.backend(), "model": model})),
+            Json(
+                json!({"ready": true, "database": state.store.backend(), "model": model, "bus": bus}),
+            ),
         ),
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,

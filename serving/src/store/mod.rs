@@ -108,6 +108,14 @@ impl Erasure {
     }
 }
 
+/// An event waiting in the outbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxEvent {
+    pub seq: i64,
+    pub event: features::Event,
+    pub user_id: Option<String>,
+}
+
 /// A stored interaction with its log position.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LoggedInteraction {
@@ -142,6 +150,17 @@ pub trait Store: Send + Sync + Debug {
     async fn checkpoint(&self) -> Result<()> {
         Ok(())
     }
+
+    /// From now on, events are also queued in the outbox for the broker, in
+    /// the transaction of the change that caused them: registrations, stored
+    /// events, erasures and every profile write-back (`profile.updated`).
+    fn set_outbox(&self, on: bool);
+    /// The oldest queued events, in publishing order.
+    async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
+    /// Forgets queued events up to `upto` (the broker has them).
+    async fn outbox_done(&self, upto: i64) -> Result<()>;
+    /// Events queued and not yet published.
+    async fn outbox_depth(&self) -> Result<i64>;
     /// A user's interactions with `seq < before` (all when `None`), in log order.
     async fn interactions_of(
         &self,
@@ -161,8 +180,9 @@ pub trait Store: Send + Sync + Debug {
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<Vec<UserRecord>>;
     /// Removes every row of the user: registration, interactions, events,
-    /// profile.
-    async fn erase_user(&self, user_id: &str) -> Result<Erasure>;
+    /// profile (and events about them not yet published). Returns what was
+    /// removed and, when anything was, the `user.deleted` event recorded.
+    async fn erase_user(&self, user_id: &str) -> Result<(Erasure, Option<features::Event>)>;
 
     async fn insert_event(&self, event: &EventRecord) -> Result<()>;
     async fn event(&self, id: &str) -> Result<Option<EventRecord>>;

@@ -24,9 +24,10 @@ use sqlx::{ConnectOptions, QueryBuilder, Row};
 
 use super::tail::LogTail;
 use super::{
-    Appended, Erasure, EventCursor, EventFilter, EventRecord, LoggedInteraction, ProfileFilter,
-    Result, Store, StoreError, UserRecord,
+    Appended, Erasure, EventCursor, EventFilter, EventRecord, LoggedInteraction, OutboxEvent,
+    ProfileFilter, Result, Store, StoreError, UserRecord,
 };
+use crate::bus::new_event;
 
 /// Rows per multi-row `INSERT` (13 values each: well under both engines'
 /// parameter limits).
@@ -111,6 +112,8 @@ struct LogState {
     writing: tokio::sync::Mutex<()>,
     /// Whether writes that do not touch the log take `writing` as well.
     serial_writes: bool,
+    /// Whether events are also written to the outbox (a broker is configured).
+    outbox: std::sync::atomic::AtomicBool,
 }
 
 impl LogState {
@@ -181,6 +184,7 @@ macro_rules! sql_store {
                         tail: Mutex::new(tail),
                         writing: tokio::sync::Mutex::new(()),
                         serial_writes: $serial_writes,
+                        outbox: std::sync::atomic::AtomicBool::new(false),
                     }),
                 })
             }
@@ -453,6 +457,42 @@ macro_rules! sql_store {
                 self.engine_checkpoint().await
             }
 
+            fn set_outbox(&self, on: bool) {
+                self.log.outbox.store(on, std::sync::atomic::Ordering::Relaxed);
+            }
+
+            async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>> {
+                let sql = Self::sql(
+                    "SELECT seq, body, user_id FROM outbox ORDER BY seq LIMIT ?",
+                );
+                let rows = sqlx::query(&sql).bind(limit as i64).fetch_all(&self.pool).await?;
+                rows.iter()
+                    .map(|r| {
+                        let body: String = r.try_get("body")?;
+                        Ok(OutboxEvent {
+                            seq: r.try_get("seq")?,
+                            event: serde_json::from_str(&body)
+                                .map_err(|e| corrupt(format!("outbox: {e}")))?,
+                            user_id: r.try_get("user_id")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn outbox_done(&self, upto: i64) -> Result<()> {
+                let _writing = self.log.other_write().await;
+                let sql = Self::sql("DELETE FROM outbox WHERE seq <= ?");
+                sqlx::query(&sql).bind(upto).execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn outbox_depth(&self) -> Result<i64> {
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM outbox")
+                    .fetch_one(&self.pool)
+                    .await?;
+                Ok(row.try_get("n")?)
+            }
+
             async fn interactions_of(
                 &self,
                 user_id: &str,
@@ -550,6 +590,9 @@ macro_rules! sql_store {
                         })
                     })?;
                 Self::insert_event_in(&mut tx, event).await?;
+                if self.outbox_on() {
+                    Self::outbox_in(&mut tx, &event.event, event.user_id.as_deref()).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -574,7 +617,7 @@ macro_rules! sql_store {
                 rows.iter().map(Self::user_row).collect()
             }
 
-            async fn erase_user(&self, user_id: &str) -> Result<Erasure> {
+            async fn erase_user(&self, user_id: &str) -> Result<(Erasure, Option<Event>)> {
                 let _writing = self.log.writing.lock().await;
                 let tail = self.log.tail().user_seqs(user_id);
                 let mut tx = self.pool.begin().await?;
@@ -604,20 +647,38 @@ macro_rules! sql_store {
                         .await?
                         .rows_affected();
                 }
-                tx.commit().await?;
-                self.log.tail().remove_user(user_id);
-                Ok(Erasure {
+                let erased = Erasure {
                     interactions,
                     events: removed[1],
                     profiles: removed[2],
                     user: removed[3],
-                })
+                };
+                let event = (!erased.is_empty()).then(|| {
+                    new_event(
+                        "user.deleted",
+                        serde_json::json!({"userId": user_id, "removed": erased}),
+                    )
+                });
+                if self.outbox_on() {
+                    // Nothing about the user is published after their erasure.
+                    let sql = Self::sql("DELETE FROM outbox WHERE user_id = ?");
+                    sqlx::query(&sql).bind(user_id).execute(&mut *tx).await?;
+                    if let Some(event) = &event {
+                        Self::outbox_in(&mut tx, event, Some(user_id)).await?;
+                    }
+                }
+                tx.commit().await?;
+                self.log.tail().remove_user(user_id);
+                Ok((erased, event))
             }
 
             async fn insert_event(&self, event: &EventRecord) -> Result<()> {
                 let _writing = self.log.other_write().await;
                 let mut tx = self.pool.begin().await?;
                 Self::insert_event_in(&mut tx, event).await?;
+                if self.outbox_on() {
+                    Self::outbox_in(&mut tx, &event.event, event.user_id.as_deref()).await?;
+                }
                 tx.commit().await?;
                 Ok(())
             }
@@ -762,6 +823,14 @@ macro_rules! sql_store {
                          topics = excluded.topics, body = excluded.body, updated_at = excluded.updated_at",
                     );
                     q.build().execute(&mut *tx).await?;
+                    if self.outbox_on() {
+                        for p in chunk {
+                            let payload =
+                                serde_json::to_value(p).map_err(|e| corrupt(e.to_string()))?;
+                            let event = new_event("profile.updated", payload);
+                            Self::outbox_in(&mut tx, &event, Some(p.user_id.as_str())).await?;
+                        }
+                    }
                 }
                 Self::set_meta(&mut tx, "profiles_seq", seq).await?;
                 tx.commit().await?;
@@ -845,6 +914,30 @@ macro_rules! sql_store {
                     .await
                     .map_err(|err| unique_violation(err, |_| format!("event {}", e.id)))?;
                 Ok(())
+            }
+
+            /// Queues an event for the broker, in the caller's transaction.
+            async fn outbox_in(
+                tx: &mut sqlx::Transaction<'_, $db>,
+                event: &Event,
+                user_id: Option<&str>,
+            ) -> Result<()> {
+                let body = serde_json::to_string(event).map_err(|e| corrupt(e.to_string()))?;
+                let sql = Self::sql(
+                    "INSERT INTO outbox (event_id, type, user_id, body) VALUES (?, ?, ?, ?)",
+                );
+                sqlx::query(&sql)
+                    .bind(event.id.as_str())
+                    .bind(event.kind.as_str())
+                    .bind(user_id)
+                    .bind(body)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(())
+            }
+
+            fn outbox_on(&self) -> bool {
+                self.log.outbox.load(std::sync::atomic::Ordering::Relaxed)
             }
         }
     };

@@ -1,0 +1,362 @@
+//! NATS JetStream, when `MICRO_NATS_URL` is set: interactions consumed from
+//! `micro.interactions.>` through the same pipeline as HTTP, and events
+//! published to `micro.events.<type>` from the store's outbox.
+//!
+//! Names (created when missing, so a fresh NATS needs no setup):
+//! - stream [`INTERACTIONS_STREAM`] on `micro.interactions.>`, read by the
+//!   durable pull consumer [`INGEST_CONSUMER`]; a message is acknowledged
+//!   only after its interaction is durable (or was already stored: a
+//!   redelivery or duplicate is stored once, by id);
+//! - stream [`EVENTS_STREAM`] on `micro.events.>`, written by the outbox
+//!   relay with `Nats-Msg-Id` = event id, so a batch re-sent after a lost
+//!   acknowledgement is kept once (within [`DUPLICATE_WINDOW`]);
+//! - stream [`DEAD_LETTER_STREAM`] on `micro.dead.>`: a message that is not a
+//!   valid interaction goes to [`DEAD_LETTER_SUBJECT`] with the reason in the
+//!   `Micro-Error` header, and the consumer moves on.
+//!
+//! The service keeps answering HTTP while NATS is down: the connection
+//! retries in the background, the relay leaves events in the outbox until
+//! NATS acknowledges them, and the consumer resumes where it stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::pull, stream, AckKind, Context};
+use async_nats::HeaderMap;
+use features::Interaction;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::pipeline::{Pipeline, PipelineError};
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+pub const INTERACTIONS_STREAM: &str = "MICRO_INTERACTIONS";
+pub const INTERACTIONS_SUBJECTS: &str = "micro.interactions.>";
+pub const INGEST_CONSUMER: &str = "micro-serve";
+pub const EVENTS_STREAM: &str = "MICRO_EVENTS";
+pub const EVENTS_SUBJECTS: &str = "micro.events.>";
+pub const DEAD_LETTER_STREAM: &str = "MICRO_DEAD_LETTERS";
+pub const DEAD_LETTER_SUBJECT: &str = "micro.dead.interactions";
+/// How long JetStream remembers event ids to drop re-sent copies.
+pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
+/// Messages taken from the consumer at once (one pipeline batch).
+const FETCH_BATCH: usize = 2_000;
+/// Events published per relay round (one outbox read, acknowledgements
+/// awaited together).
+const RELAY_BATCH: usize = 1_000;
+/// Pause after a failure talking to NATS.
+const RETRY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+fn nats(e: impl std::fmt::Display) -> BrokerError {
+    BrokerError::Nats(e.to_string())
+}
+
+/// A connection to NATS and its JetStream context.
+#[derive(Clone, Debug)]
+pub struct Broker {
+    client: async_nats::Client,
+    jetstream: Context,
+}
+
+impl Broker {
+    /// Connects without waiting for the server: when it is down, the client
+    /// keeps retrying and the tasks below wait for it.
+    pub async fn connect(url: &str) -> Result<Broker, BrokerError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("micro-serve")
+            .retry_on_initial_connect()
+            .connect(url)
+            .await
+            .map_err(nats)?;
+        let jetstream = jetstream::new(client.clone());
+        Ok(Broker { client, jetstream })
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == async_nats::connection::State::Connected
+    }
+
+    async fn ensure_stream(
+        &self,
+        name: &str,
+        subjects: &str,
+    ) -> Result<stream::Stream, BrokerError> {
+        self.jetstream
+            .get_or_create_stream(stream::Config {
+                name: name.to_owned(),
+                subjects: vec![subjects.to_owned()],
+                duplicate_window: DUPLICATE_WINDOW,
+                storage: stream::StorageType::File,
+                ..Default::default()
+            })
+            .await
+            .map_err(nats)
+    }
+
+    /// Creates the streams and the consumer when missing; returns the consumer.
+    async fn ensure(&self) -> Result<jetstream::consumer::Consumer<pull::Config>, BrokerError> {
+        self.ensure_stream(EVENTS_STREAM, EVENTS_SUBJECTS).await?;
+        self.ensure_stream(DEAD_LETTER_STREAM, "micro.dead.>")
+            .await?;
+        let interactions = self
+            .ensure_stream(INTERACTIONS_STREAM, INTERACTIONS_SUBJECTS)
+            .await?;
+        interactions
+            .get_or_create_consumer(
+                INGEST_CONSUMER,
+                pull::Config {
+                    durable_name: Some(INGEST_CONSUMER.to_owned()),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: 4 * FETCH_BATCH as i64,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(nats)
+    }
+
+    /// Starts the consumer and the relay; both stop when `stop` turns true.
+    pub fn start(
+        &self,
+        store: Arc<dyn Store>,
+        pipeline: Pipeline,
+        metrics: Metrics,
+        stop: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        store.set_outbox(true);
+        vec![
+            tokio::spawn(
+                self.clone()
+                    .consume(pipeline, metrics.clone(), stop.clone()),
+            ),
+            tokio::spawn(self.clone().relay(store, metrics, stop)),
+        ]
+    }
+
+    /// Interactions from JetStream into the pipeline.
+    async fn consume(self, pipeline: Pipeline, metrics: Metrics, mut stop: watch::Receiver<bool>) {
+        let mut consumer = None;
+        while !*stop.borrow() {
+            let Some(c) = consumer.as_mut() else {
+                match self.ensure().await {
+                    Ok(c) => consumer = Some(c),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "NATS consumer not ready; retrying");
+                        pause(&mut stop).await;
+                    }
+                }
+                continue;
+            };
+            if let Ok(info) = c.info().await {
+                metrics.bus_pending.set(info.num_pending as i64);
+            }
+            let fetched = c
+                .fetch()
+                .max_messages(FETCH_BATCH)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await;
+            let mut messages = match fetched {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetching from NATS failed; retrying");
+                    pause(&mut stop).await;
+                    continue;
+                }
+            };
+            let mut batch = Vec::new();
+            while let Some(m) = messages.next().await {
+                match m {
+                    Ok(m) => batch.push(m),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "fetch ended early");
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                self.ingest(&pipeline, &metrics, batch).await;
+            }
+        }
+    }
+
+    /// Validates a fetched batch, sends bad messages to the dead-letter
+    /// subject, ingests the rest and acknowledges what is durable.
+    async fn ingest(&self, pipeline: &Pipeline, metrics: &Metrics, batch: Vec<jetstream::Message>) {
+        let mut valid = Vec::with_capacity(batch.len());
+        let mut good = Vec::with_capacity(batch.len());
+        for m in batch {
+            match parse(&m.payload) {
+                Ok(i) => {
+                    valid.push(i);
+                    good.push(m);
+                }
+                Err(reason) => self.dead_letter(m, &reason, metrics).await,
+            }
+        }
+        if valid.is_empty() {
+            return;
+        }
+        let n = valid.len();
+        match pipeline.ingest(valid).await {
+            Ok(appended) => {
+                let stored = appended.iter().filter(|a| a.is_some()).count();
+                metrics.ingest_accepted.inc_by(stored as u64);
+                metrics.ingest_duplicates.inc_by((n - stored) as u64);
+                metrics.bus_consumed.inc_by(n as u64);
+                for m in good {
+                    if let Err(e) = m.ack().await {
+                        // Redelivered later and then found stored: no harm.
+                        tracing::debug!(error = %e, "acknowledging to NATS failed");
+                    }
+                }
+            }
+            Err(e) => {
+                let delay = match e {
+                    PipelineError::Overloaded { .. } => Duration::from_secs(1),
+                    _ => Duration::from_secs(5),
+                };
+                tracing::warn!(error = %e, interactions = n, "bus batch not stored; NATS will redeliver");
+                for m in good {
+                    let _ = m.ack_with(AckKind::Nak(Some(delay))).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes a bad message with its reason on the dead-letter subject,
+    /// then acknowledges it (the consumer moves on). If the dead letter
+    /// cannot be published, the message is left for redelivery.
+    async fn dead_letter(&self, m: jetstream::Message, reason: &str, metrics: &Metrics) {
+        let mut headers = HeaderMap::new();
+        headers.insert("Micro-Error", single_line(reason).as_str());
+        headers.insert("Micro-Subject", m.subject.as_str());
+        let published = match self
+            .jetstream
+            .publish_with_headers(DEAD_LETTER_SUBJECT, headers, m.payload.clone())
+            .await
+        {
+            Ok(ack) => ack.await.map(|_| ()).map_err(nats),
+            Err(e) => Err(nats(e)),
+        };
+        match published {
+            Ok(()) => {
+                metrics.bus_dead_letters.inc();
+                tracing::info!(subject = %m.subject, reason, "interaction sent to the dead-letter subject");
+                let _ = m.ack().await;
+            }
+            Err(e) => tracing::warn!(error = %e, "dead-lettering failed; will retry"),
+        }
+    }
+
+    /// Publishes the outbox in order; an event leaves the outbox only once
+    /// JetStream acknowledged it. A failed round is re-sent whole (the
+    /// stream drops the copies it already has, by `Nats-Msg-Id`).
+    async fn relay(self, store: Arc<dyn Store>, metrics: Metrics, mut stop: watch::Receiver<bool>) {
+        let mut ready = false;
+        while !*stop.borrow() {
+            if !ready {
+                match self.ensure_stream(EVENTS_STREAM, EVENTS_SUBJECTS).await {
+                    Ok(_) => ready = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "NATS events stream not ready; retrying");
+                        pause(&mut stop).await;
+                        continue;
+                    }
+                }
+            }
+            let batch = match store.outbox(RELAY_BATCH).await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the outbox failed; retrying");
+                    pause(&mut stop).await;
+                    continue;
+                }
+            };
+            if let Ok(depth) = store.outbox_depth().await {
+                metrics.outbox_depth.set(depth);
+            }
+            let Some(last) = batch.last().map(|e| e.seq) else {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            };
+            match self.publish_all(&batch).await {
+                Ok(()) => {
+                    if let Err(e) = store.outbox_done(last).await {
+                        tracing::warn!(error = %e, "clearing the outbox failed; events will be re-sent and dropped as copies");
+                    }
+                    metrics.bus_published.inc_by(batch.len() as u64);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, waiting = batch.len(), "publishing events failed; retrying");
+                    pause(&mut stop).await;
+                }
+            }
+        }
+    }
+
+    async fn publish_all(&self, batch: &[crate::store::OutboxEvent]) -> Result<(), BrokerError> {
+        let mut acks = Vec::with_capacity(batch.len());
+        for e in batch {
+            let body = serde_json::to_vec(&e.event).map_err(nats)?;
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", e.event.id.as_str());
+            let ack = self
+                .jetstream
+                .publish_with_headers(
+                    format!("micro.events.{}", e.event.kind),
+                    headers,
+                    body.into(),
+                )
+                .await
+                .map_err(nats)?;
+            acks.push(ack);
+        }
+        for ack in acks {
+            ack.await.map_err(nats)?;
+        }
+        Ok(())
+    }
+}
+
+/// One message as an interaction, or why it is not one.
+fn parse(payload: &[u8]) -> Result<Interaction, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(payload).map_err(|e| format!("$: not JSON: {e}"))?;
+    Interaction::from_json(&value).map_err(|errors| errors.to_string())
+}
+
+/// Header values are one line.
+fn single_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+async fn pause(stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(RETRY) => {}
+        _ = stop.changed() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+
+    #[test]
+    fn bad_messages_say_which_field() {
+        assert!(parse(b"{not json").unwrap_err().starts_with("$: not JSON"));
+        let missing = parse(br#"{"type":"VIEW"}"#).unwrap_err();
+        assert!(missing.contains("timestamp"), "{missing}");
+    }
+}
