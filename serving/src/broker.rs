@@ -123,6 +123,28 @@ impl Broker {
             .map_err(nats)
     }
 
+    /// A durable consumer of the events stream (created when missing), for
+    /// services that react to Micro's events, such as `micro-welcome`.
+    pub async fn events_consumer(
+        &self,
+        durable: &str,
+        filter_subject: &str,
+    ) -> Result<jetstream::consumer::Consumer<pull::Config>, BrokerError> {
+        self.ensure_stream(EVENTS_STREAM, EVENTS_SUBJECTS)
+            .await?
+            .get_or_create_consumer(
+                durable,
+                pull::Config {
+                    durable_name: Some(durable.to_owned()),
+                    filter_subject: filter_subject.to_owned(),
+                    ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(nats)
+    }
+
     /// Starts the consumer and the relay; both stop when `stop` turns true.
     pub fn start(
         &self,

@@ -26,6 +26,18 @@ pub struct Config {
     /// NATS server; unset means the in-process bus.
     #[arg(long, env = "MICRO_NATS_URL")]
     pub nats_url: Option<String>,
+    /// SMTP server for welcome e-mails (`smtp://host[:port]`); when set,
+    /// every `user.registered` heard on the in-process bus gets one (with
+    /// NATS, run `micro-welcome` instead).
+    #[arg(long, env = "MICRO_WELCOME_SMTP_URL")]
+    pub welcome_smtp_url: Option<String>,
+    /// Sender of welcome e-mails.
+    #[arg(
+        long,
+        env = "MICRO_WELCOME_FROM",
+        default_value = "Micro <welcome@localhost>"
+    )]
+    pub welcome_from: String,
     /// Model registry directory.
     #[arg(long, env = "MICRO_MODELS_DIR", default_value = "models")]
     pub models_dir: PathBuf,

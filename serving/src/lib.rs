@@ -13,6 +13,7 @@ pub mod routes;
 pub mod startup;
 pub mod store;
 pub mod telemetry;
+pub mod welcome;
 
 pub use config::Config;
 pub use startup::Application;

@@ -10,13 +10,14 @@ use features::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::broker::{Broker, BrokerError};
-use crate::bus::InProcessBus;
+use crate::bus::{Bus, InProcessBus};
 use crate::config::Config;
 use crate::engine::{ActiveModel, Engine};
 use crate::pipeline::{Limits, Pipeline, Tasks};
 use crate::routes::{app, models::load_scorer, AppState, MODEL_NAME};
 use crate::store;
 use crate::telemetry::Metrics;
+use crate::welcome::{WelcomeError, WelcomeMailer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -31,6 +32,8 @@ pub enum StartupError {
     Pipeline(#[from] crate::pipeline::PipelineError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Welcome(#[from] WelcomeError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -107,6 +110,18 @@ impl Application {
                     addr: config.bind,
                     source,
                 })?;
+        if let Some(smtp) = &config.welcome_smtp_url {
+            let addr = listener.local_addr().map_err(StartupError::Serve)?;
+            let api = format!("http://127.0.0.1:{}", addr.port());
+            let mailer = WelcomeMailer::new(&api, smtp, &config.welcome_from)?;
+            let events = bus.subscribe();
+            tasks.add_feeders(vec![tokio::spawn(welcome_in_process(
+                mailer,
+                events,
+                tasks.feeder_stop(),
+            ))]);
+            tracing::info!(%smtp, "welcome e-mails on for user.registered (in-process bus)");
+        }
         let state = AppState {
             store,
             engine,
@@ -159,6 +174,39 @@ impl Application {
         tasks.shutdown(&pipeline).await;
         tracing::info!("stopped");
         served.map_err(StartupError::Serve)
+    }
+}
+
+/// Welcome e-mails from the in-process bus: at most once (events heard while
+/// the process runs), retried a few times when SMTP or the API fail.
+async fn welcome_in_process(
+    mailer: WelcomeMailer,
+    mut events: tokio::sync::broadcast::Receiver<features::Event>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stop.changed() => break,
+        };
+        let event = match event {
+            Ok(e) => e,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "welcome mailer fell behind the bus");
+                continue;
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        };
+        for attempt in 1..=5u32 {
+            match mailer.handle(&event).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(event = %event.id, attempt, error = %e, "welcome e-mail failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * u64::from(attempt)))
+                        .await;
+                }
+            }
+        }
     }
 }
 

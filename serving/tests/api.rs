@@ -346,7 +346,138 @@ on_both_stores!(
     the_log_keeps_ids_once_and_never_reuses_a_seq,
     nats_interactions_are_stored_once_and_bad_ones_dead_lettered,
     nats_outage_loses_no_event_and_repeats_none,
+    registration_sends_a_welcome_over_the_in_process_bus,
+    registration_sends_a_welcome_over_nats,
 );
+
+/// A real SMTP listener on loopback that keeps every message it is given.
+struct SmtpSink {
+    port: u16,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = messages.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let kept = kept.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let _ = write.write_all(b"220 sink ESMTP\r\n").await;
+                    let mut envelope = String::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let verb = line.to_ascii_uppercase();
+                        let reply: &[u8] = if verb.starts_with("EHLO") || verb.starts_with("HELO") {
+                            b"250 sink\r\n"
+                        } else if verb.starts_with("MAIL") || verb.starts_with("RCPT") {
+                            envelope.push_str(&line);
+                            envelope.push('\n');
+                            b"250 ok\r\n"
+                        } else if verb == "DATA" {
+                            let _ = write.write_all(b"354 go on\r\n").await;
+                            let mut data = envelope.clone();
+                            while let Ok(Some(l)) = lines.next_line().await {
+                                if l == "." {
+                                    break;
+                                }
+                                data.push_str(&l);
+                                data.push('\n');
+                            }
+                            kept.lock().unwrap().push(data);
+                            envelope.clear();
+                            b"250 queued\r\n"
+                        } else if verb == "QUIT" {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            break;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        let _ = write.write_all(reply).await;
+                    }
+                });
+            }
+        });
+        SmtpSink { port, messages }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    fn received(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+}
+
+async fn register_ada(app: &TestApp, id: &str) {
+    let (s, v) = app
+        .post_json(
+            "/v1/users",
+            &json!({"userId": id, "email": format!("{id}@example.com"), "name": "Ada Lovelace",
+                    "birthYear": 1990, "kids": 1, "adults": 2, "maritalStatus": "married"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+}
+
+fn assert_welcomed(message: &str, id: &str) {
+    assert!(
+        message.contains(&format!("RCPT TO:<{id}@example.com>")),
+        "{message}"
+    );
+    assert!(
+        message.contains("Subject: Welcome, Ada Lovelace!"),
+        "{message}"
+    );
+    assert!(message.contains("Hello Ada Lovelace"), "{message}");
+}
+
+async fn registration_sends_a_welcome_over_the_in_process_bus(backend: Backend) {
+    let smtp = SmtpSink::start().await;
+    let world = World::new(backend).await;
+    let app = world.spawn_with(&["--welcome-smtp-url", &smtp.url()]).await;
+    register_ada(&app, "ada").await;
+    eventually("the welcome e-mail", || async {
+        !smtp.received().is_empty()
+    })
+    .await;
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_welcomed(&received[0], "ada");
+    app.stop().await;
+}
+
+async fn registration_sends_a_welcome_over_nats(backend: Backend) {
+    let smtp = SmtpSink::start().await;
+    let nats = NatsServer::start();
+    let world = World::new(backend).await;
+    let app = world.spawn_with(&["--nats-url", &nats.url()]).await;
+    // The consumer a messaging team runs: its own process, NATS + HTTP only.
+    let mut welcome = std::process::Command::new(env!("CARGO_BIN_EXE_micro-welcome"))
+        .env("MICRO_NATS_URL", nats.url())
+        .env("MICRO_API_URL", &app.base)
+        .env("MICRO_WELCOME_SMTP_URL", smtp.url())
+        .env("MICRO_LOG", "warn")
+        .spawn()
+        .unwrap();
+    register_ada(&app, "ada-nats").await;
+    eventually("the welcome e-mail", || async {
+        !smtp.received().is_empty()
+    })
+    .await;
+    let _ = welcome.kill();
+    let _ = welcome.wait();
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_welcomed(&received[0], "ada-nats");
+    app.stop().await;
+}
 
 /// A nats-server of the test's own (its own port and store), so a test can
 /// stop and restart it without touching anyone else's.
