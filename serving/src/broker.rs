@@ -113,6 +113,9 @@ impl Broker {
                 INGEST_CONSUMER,
                 pull::Config {
                     durable_name: Some(INGEST_CONSUMER.to_owned()),
+                    // Each message on its own: with "all", acknowledging a
+                    // later batch would also settle an earlier one that failed
+                    // and waits for redelivery.
                     ack_policy: jetstream::consumer::AckPolicy::Explicit,
                     ack_wait: Duration::from_secs(30),
                     max_ack_pending: 4 * FETCH_BATCH as i64,
@@ -165,6 +168,17 @@ impl Broker {
 
     /// Interactions from JetStream into the pipeline.
     async fn consume(self, pipeline: Pipeline, metrics: Metrics, mut stop: watch::Receiver<bool>) {
+        // Fetching batch N+1 overlaps storing batch N; batches are stored in
+        // the order fetched (one task, and the pipeline has one writer).
+        let (batches, mut fetched) = tokio::sync::mpsc::channel::<Vec<jetstream::Message>>(2);
+        let storing = {
+            let (this, metrics) = (self.clone(), metrics.clone());
+            tokio::spawn(async move {
+                while let Some(batch) = fetched.recv().await {
+                    this.ingest(&pipeline, &metrics, batch).await;
+                }
+            })
+        };
         let mut consumer = None;
         while !*stop.borrow() {
             let Some(c) = consumer.as_mut() else {
@@ -194,7 +208,7 @@ impl Broker {
                     continue;
                 }
             };
-            let mut batch = Vec::new();
+            let mut batch = Vec::with_capacity(FETCH_BATCH);
             while let Some(m) = messages.next().await {
                 match m {
                     Ok(m) => batch.push(m),
@@ -204,37 +218,48 @@ impl Broker {
                     }
                 }
             }
-            if !batch.is_empty() {
-                self.ingest(&pipeline, &metrics, batch).await;
+            if !batch.is_empty() && batches.send(batch).await.is_err() {
+                break;
             }
         }
+        drop(batches);
+        let _ = storing.await;
     }
 
     /// Validates a fetched batch, sends bad messages to the dead-letter
-    /// subject, ingests the rest and acknowledges what is durable.
+    /// subject, ingests the rest, and acknowledges every message once the
+    /// batch is durable (a bad one once its dead letter is).
     async fn ingest(&self, pipeline: &Pipeline, metrics: &Metrics, batch: Vec<jetstream::Message>) {
         let mut valid = Vec::with_capacity(batch.len());
-        let mut good = Vec::with_capacity(batch.len());
-        for m in batch {
+        for m in &batch {
             match parse(&m.payload) {
-                Ok(i) => {
-                    valid.push(i);
-                    good.push(m);
+                Ok(i) => valid.push(i),
+                Err(reason) => {
+                    if let Err(e) = self.dead_letter(m, &reason, metrics).await {
+                        // Acknowledging past it would lose it: take the
+                        // whole batch again later.
+                        tracing::warn!(error = %e, "dead-lettering failed; batch left for redelivery");
+                        for m in &batch {
+                            let _ = m.ack_with(AckKind::Nak(Some(RETRY))).await;
+                        }
+                        return;
+                    }
                 }
-                Err(reason) => self.dead_letter(m, &reason, metrics).await,
             }
         }
-        if valid.is_empty() {
-            return;
-        }
         let n = valid.len();
-        match pipeline.ingest(valid).await {
+        let result = if valid.is_empty() {
+            Ok(Vec::new())
+        } else {
+            pipeline.ingest(valid).await
+        };
+        match result {
             Ok(appended) => {
                 let stored = appended.iter().filter(|a| a.is_some()).count();
                 metrics.ingest_accepted.inc_by(stored as u64);
                 metrics.ingest_duplicates.inc_by((n - stored) as u64);
                 metrics.bus_consumed.inc_by(n as u64);
-                for m in good {
+                for m in &batch {
                     if let Err(e) = m.ack().await {
                         // Redelivered later and then found stored: no harm.
                         tracing::debug!(error = %e, "acknowledging to NATS failed");
@@ -247,36 +272,33 @@ impl Broker {
                     _ => Duration::from_secs(5),
                 };
                 tracing::warn!(error = %e, interactions = n, "bus batch not stored; NATS will redeliver");
-                for m in good {
+                for m in &batch {
                     let _ = m.ack_with(AckKind::Nak(Some(delay))).await;
                 }
             }
         }
     }
 
-    /// Publishes a bad message with its reason on the dead-letter subject,
-    /// then acknowledges it (the consumer moves on). If the dead letter
-    /// cannot be published, the message is left for redelivery.
-    async fn dead_letter(&self, m: jetstream::Message, reason: &str, metrics: &Metrics) {
+    /// Publishes a bad message with its reason on the dead-letter subject
+    /// (the caller's acknowledgement of the batch then covers it).
+    async fn dead_letter(
+        &self,
+        m: &jetstream::Message,
+        reason: &str,
+        metrics: &Metrics,
+    ) -> Result<(), BrokerError> {
         let mut headers = HeaderMap::new();
         headers.insert("Micro-Error", single_line(reason).as_str());
         headers.insert("Micro-Subject", m.subject.as_str());
-        let published = match self
-            .jetstream
+        self.jetstream
             .publish_with_headers(DEAD_LETTER_SUBJECT, headers, m.payload.clone())
             .await
-        {
-            Ok(ack) => ack.await.map(|_| ()).map_err(nats),
-            Err(e) => Err(nats(e)),
-        };
-        match published {
-            Ok(()) => {
-                metrics.bus_dead_letters.inc();
-                tracing::info!(subject = %m.subject, reason, "interaction sent to the dead-letter subject");
-                let _ = m.ack().await;
-            }
-            Err(e) => tracing::warn!(error = %e, "dead-lettering failed; will retry"),
-        }
+            .map_err(nats)?
+            .await
+            .map_err(nats)?;
+        metrics.bus_dead_letters.inc();
+        tracing::info!(subject = %m.subject, reason, "interaction sent to the dead-letter subject");
+        Ok(())
     }
 
     /// Publishes the outbox in order; an event leaves the outbox only once

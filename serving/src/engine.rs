@@ -64,6 +64,9 @@ struct Entry {
     declared: Option<Declared>,
     scored: Scored,
     updated_at_micros: i64,
+    /// Fingerprint of what the profile said when last announced
+    /// (`profile.updated` on the broker); 0: never.
+    announced: u64,
 }
 
 impl Entry {
@@ -73,6 +76,7 @@ impl Entry {
             declared: None,
             scored: Scored::default(),
             updated_at_micros: now,
+            announced: 0,
         }
     }
 
@@ -96,6 +100,23 @@ impl Entry {
             updated_at: DateTime::from_timestamp_micros(self.updated_at_micros).unwrap_or_default(),
         }
     }
+}
+
+/// A fingerprint of what a profile says that messaging acts on — segments,
+/// declared fields, topics, the model that said it — and not counts or times:
+/// `profile.updated` goes to the broker when this changes, not on every
+/// interaction (a busy user would otherwise announce every few seconds).
+pub fn material(p: &Profile) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    p.about.spending_class.hash(&mut h);
+    p.about.acting_life_stage.map(|l| l.as_str()).hash(&mut h);
+    p.about.real_life_stage.map(|l| l.as_str()).hash(&mut h);
+    p.about.gender.hash(&mut h);
+    p.topics.hash(&mut h);
+    p.model_version.hash(&mut h);
+    // 0 means "never announced".
+    h.finish().max(1)
 }
 
 /// Confidences are stored as `f32`; three decimals is what they are worth.
@@ -432,11 +453,37 @@ impl Engine {
     }
 
     /// Takes the dirty profiles and the seq up to which they are current.
-    pub fn take_dirty(&self) -> (Vec<Profile>, i64) {
+    /// Changed profiles to write, each with whether what it says changed
+    /// since it was last announced (see [`material`]), and the seq they are
+    /// current to.
+    pub fn take_dirty(&self) -> (Vec<Profile>, Vec<bool>, i64) {
         let seq = self.folded_seq.load(Ordering::SeqCst);
         let users: Vec<Box<str>> = lock(&self.dirty).drain().collect();
-        let profiles = users.iter().filter_map(|u| self.profile(u)).collect();
-        (profiles, seq)
+        let mut profiles = Vec::with_capacity(users.len());
+        let mut announce = Vec::with_capacity(users.len());
+        for u in &users {
+            let mut shard = self.shard(u);
+            let Some(entry) = shard.get_mut(&**u) else {
+                continue;
+            };
+            let profile = entry.profile(u);
+            let said = material(&profile);
+            announce.push(said != entry.announced);
+            entry.announced = said;
+            profiles.push(profile);
+        }
+        (profiles, announce, seq)
+    }
+
+    /// Marks profiles whose write failed to be written (and announced) again.
+    pub fn retry_profiles<'a>(&self, users: impl IntoIterator<Item = &'a str>) {
+        let users: Vec<&str> = users.into_iter().collect();
+        for u in &users {
+            if let Some(entry) = self.shard(u).get_mut(*u) {
+                entry.announced = 0;
+            }
+        }
+        self.mark_dirty(users);
     }
 
     pub fn note_seq(&self, seq: i64) {
@@ -476,5 +523,45 @@ impl PlainFeatures {
         };
         let index = spec.index_catalog(&features::Catalog::default());
         PlainFeatures(spec, index)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(user: &str, id: &str) -> Interaction {
+        Interaction::from_json(&serde_json::json!({
+            "id": id, "type": "VIEW", "timestamp": "2026-10-01T12:00:00Z",
+            "origin": {"id": "web", "type": "site"},
+            "actor": {"id": user, "type": "user"},
+            "target": {"id": "sku-1", "type": "product"},
+        }))
+        .expect("valid")
+    }
+
+    #[test]
+    fn profiles_are_announced_when_what_they_say_changes() {
+        let engine = Engine::new();
+        let declared = |gender: &str| Declared {
+            gender: Some(gender.into()),
+            real_life_stage: None,
+        };
+        engine.register("u", declared("f"), 1);
+        let (_, announce, _) = engine.take_dirty();
+        assert_eq!(announce, vec![true], "a new profile is news");
+        // Only the count changes: written, not announced.
+        let i = view("u", "a");
+        engine.fold(&[&i], 1, 2, false);
+        let (profiles, announce, _) = engine.take_dirty();
+        assert_eq!(profiles[0].interaction_count, 1);
+        assert_eq!(announce, vec![false]);
+        engine.register("u", declared("m"), 3);
+        let (_, announce, _) = engine.take_dirty();
+        assert_eq!(announce, vec![true]);
+        // A failed write is announced again when retried.
+        engine.retry_profiles(["u"]);
+        let (_, announce, _) = engine.take_dirty();
+        assert_eq!(announce, vec![true]);
     }
 }

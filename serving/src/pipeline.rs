@@ -313,7 +313,7 @@ impl Pipeline {
     /// Writes changed profiles to the store now.
     pub async fn flush(&self) -> Result<()> {
         let mut saved_seq = self.flush_lock.lock().await;
-        let (profiles, seq) = self.engine.take_dirty();
+        let (profiles, announce, seq) = self.engine.take_dirty();
         if profiles.is_empty() && seq <= *saved_seq {
             return Ok(());
         }
@@ -321,20 +321,24 @@ impl Pipeline {
         // instead of waiting for one long profile write. The seq is recorded
         // with the last chunk only (a crash before it re-folds them all).
         // With nothing to write, one empty chunk still records the seq.
-        let chunks: Vec<&[Profile]> = if profiles.is_empty() {
-            vec![&[]]
+        let chunks: Vec<(&[Profile], &[bool])> = if profiles.is_empty() {
+            vec![(&[], &[])]
         } else {
-            profiles.chunks(FLUSH_CHUNK).collect()
+            profiles
+                .chunks(FLUSH_CHUNK)
+                .zip(announce.chunks(FLUSH_CHUNK))
+                .collect()
         };
-        for (i, chunk) in chunks.iter().enumerate() {
+        for (i, (chunk, announce)) in chunks.iter().enumerate() {
             let recorded = if i + 1 == chunks.len() {
                 seq
             } else {
                 *saved_seq
             };
-            if let Err(e) = self.store.save_profiles(chunk, recorded).await {
-                let unsaved = chunks[i..].iter().flat_map(|c| c.iter());
-                self.engine.mark_dirty(unsaved.map(|p| p.user_id.as_str()));
+            if let Err(e) = self.store.save_profiles(chunk, announce, recorded).await {
+                let unsaved = chunks[i..].iter().flat_map(|c| c.0.iter());
+                self.engine
+                    .retry_profiles(unsaved.map(|p| p.user_id.as_str()));
                 return Err(e.into());
             }
         }

@@ -26,6 +26,10 @@ enum Scenario {
     Batch,
     /// `GET /v1/profiles/{userId}` over `--users` users.
     Profile,
+    /// `--count` interactions published on NATS JetStream
+    /// (`micro.interactions.load`); measured end to end: until the service
+    /// reports them all taken and stored (`micro_bus_interactions_total`).
+    Nats,
 }
 
 #[derive(Parser, Debug)]
@@ -61,6 +65,12 @@ struct Args {
     /// Print the result as one JSON line as well.
     #[arg(long)]
     json: bool,
+    /// NATS server (nats scenario).
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats_url: String,
+    /// Interactions to publish (nats scenario).
+    #[arg(long, default_value_t = 1_000_000)]
+    count: u64,
 }
 
 struct Shared {
@@ -100,7 +110,7 @@ impl Shared {
         let a = &self.args;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let request = match a.scenario {
-            Scenario::Healthz => self.client.get(format!("{}/healthz", a.base)),
+            Scenario::Healthz | Scenario::Nats => self.client.get(format!("{}/healthz", a.base)),
             Scenario::Profile => {
                 let user = n.wrapping_mul(2_654_435_761) % a.users;
                 self.client
@@ -155,6 +165,67 @@ impl Shared {
     }
 }
 
+/// The service's count of interactions taken from NATS.
+async fn bus_taken(client: &reqwest::Client, base: &str) -> Result<u64> {
+    let text = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .text()
+        .await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("micro_bus_interactions_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0) as u64)
+}
+
+/// Publishes `--count` interactions on JetStream (up to 4,096 awaiting their
+/// acknowledgement at once) and waits until the service has stored them all.
+async fn nats(shared: Arc<Shared>) -> Result<()> {
+    let a = &shared.args;
+    let js = async_nats::jetstream::new(async_nats::connect(&a.nats_url).await?);
+    let before = bus_taken(&shared.client, &a.base).await?;
+    let started = Instant::now();
+    let mut pending = std::collections::VecDeque::new();
+    for n in 0..a.count {
+        let ack = js
+            .publish("micro.interactions.load", shared.interaction(n).into())
+            .await?;
+        pending.push_back(ack);
+        if pending.len() >= 4_096 {
+            if let Some(ack) = pending.pop_front() {
+                ack.await?;
+            }
+        }
+    }
+    for ack in pending {
+        ack.await?;
+    }
+    let published = started.elapsed().as_secs_f64();
+    loop {
+        let taken = bus_taken(&shared.client, &a.base).await?;
+        if taken >= before + a.count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "Nats: {} interactions published in {published:.1} s, stored by the service in {secs:.1} s = {:.0} interactions/s end to end",
+        a.count,
+        a.count as f64 / secs
+    );
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"scenario": "nats", "count": a.count, "seconds": secs,
+                "interactions_per_sec": a.count as f64 / secs})
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -172,6 +243,9 @@ async fn main() -> Result<()> {
         failed: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new(3)?),
     });
+    if matches!(shared.args.scenario, Scenario::Nats) {
+        return nats(shared).await;
+    }
     let items = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;

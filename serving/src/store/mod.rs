@@ -196,7 +196,9 @@ pub trait Store: Send + Sync + Debug {
 
     /// Upserts profiles and records that every profile is current up to
     /// interaction `seq`.
-    async fn save_profiles(&self, profiles: &[Profile], seq: i64) -> Result<()>;
+    /// With the outbox on, a `profile.updated` event is queued for each
+    /// profile whose `announce` flag is set (same transaction).
+    async fn save_profiles(&self, profiles: &[Profile], announce: &[bool], seq: i64) -> Result<()>;
     async fn profile(&self, user_id: &str) -> Result<Option<Profile>>;
     async fn list_profiles(&self, filter: &ProfileFilter) -> Result<Vec<Profile>>;
     /// User ids of stored profiles after `after`, ascending (for re-scoring).

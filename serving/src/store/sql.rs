@@ -792,10 +792,18 @@ macro_rules! sql_store {
                 Ok(n > 0)
             }
 
-            async fn save_profiles(&self, profiles: &[Profile], seq: i64) -> Result<()> {
+            async fn save_profiles(
+                &self,
+                profiles: &[Profile],
+                announce: &[bool],
+                seq: i64,
+            ) -> Result<()> {
                 let _writing = self.log.other_write().await;
                 let mut tx = self.pool.begin().await?;
-                for chunk in profiles.chunks(INSERT_CHUNK) {
+                for (chunk, announce) in profiles
+                    .chunks(INSERT_CHUNK)
+                    .zip(announce.chunks(INSERT_CHUNK).chain(std::iter::repeat(&[][..])))
+                {
                     let bodies = chunk
                         .iter()
                         .map(serde_json::to_string)
@@ -824,7 +832,11 @@ macro_rules! sql_store {
                     );
                     q.build().execute(&mut *tx).await?;
                     if self.outbox_on() {
-                        for p in chunk {
+                        let announced = chunk
+                            .iter()
+                            .zip(announce.iter().chain(std::iter::repeat(&false)))
+                            .filter(|(_, a)| **a);
+                        for (p, _) in announced {
                             let payload =
                                 serde_json::to_value(p).map_err(|e| corrupt(e.to_string()))?;
                             let event = new_event("profile.updated", payload);
