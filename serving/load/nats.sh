@@ -5,15 +5,9 @@
 # to end, from the first publish until the service has stored them all.
 # Usage: serving/load/nats.sh [count, default 1000000]
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 COUNT=${1:-1000000}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -p serving --bins >&2
-BIN="$CARGO_TARGET_DIR/release"
-WORK=$(mktemp -d)
-PORT=${MICRO_LOAD_PORT:-18080}
+source "$(dirname "$0")/common.sh"
 NATS_PORT=${MICRO_LOAD_NATS_PORT:-14222}
-BASE="http://127.0.0.1:$PORT"
 NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$NATS_SERVER" -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >/dev/null 2>&1 &
 NATS=$!
@@ -22,8 +16,6 @@ MICRO_BIND=127.0.0.1:$PORT MICRO_DATABASE_URL="sqlite://$WORK/micro.db" MICRO_MO
 SERVER=$!
 trap 'kill $SERVER $NATS 2>/dev/null; wait $SERVER $NATS 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -sf "$BASE/readyz" | grep -q 'nats: connected' && break; sleep 0.1; done
-VERSION=$(cat models/profile/current)
-TARGETS=$(python3 -c "import json,sys; print(','.join(i['target_id'] for i in json.load(open('models/profile/$VERSION/catalog.json'))[:200]))")
 echo "machine: $(nproc) cores; nats-server, micro-serve and the publisher share them"
 "$BIN/micro-load" --scenario nats --base "$BASE" --nats-url "nats://127.0.0.1:$NATS_PORT" \
   --count "$COUNT" --targets "$TARGETS"

@@ -9,22 +9,13 @@
 # Usage: serving/load/run.sh [seconds per step, default 10]
 # Figures go to docs/benchmarks.md by hand, with this command line.
 set -euo pipefail
-cd "$(dirname "$0")/../.."
 SECS=${1:-10}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -p serving --bins >&2
-BIN="$CARGO_TARGET_DIR/release"
-WORK=$(mktemp -d)
-PORT=${MICRO_LOAD_PORT:-18080}
-BASE="http://127.0.0.1:$PORT"
+source "$(dirname "$0")/common.sh"
 MICRO_BIND=127.0.0.1:$PORT MICRO_DATABASE_URL="sqlite://$WORK/micro.db" MICRO_MODELS_DIR=models \
   MICRO_LOG=warn "$BIN/micro-serve" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
-# Targets from the served model's catalog, so interactions carry price and topics.
-VERSION=$(cat models/profile/current)
-TARGETS=$(python3 -c "import json,sys; print(','.join(i['target_id'] for i in json.load(open('models/profile/$VERSION/catalog.json'))[:200]))")
 load() { "$BIN/micro-load" --base "$BASE" --duration "$SECS" --targets "$TARGETS" "$@"; }
 # Between steps, let the server finish what the last one left behind (profile
 # writes every 5 s, log indexing), so no step pays for the one before it.
