@@ -14,7 +14,7 @@ use crate::bus::{Bus, InProcessBus};
 use crate::config::Config;
 use crate::engine::{ActiveModel, Engine};
 use crate::pipeline::{Limits, Pipeline, Tasks};
-use crate::routes::{app, models::load_scorer, AppState, MODEL_NAME};
+use crate::routes::{app, models::load_scorer, AppState, Shared, MODEL_NAME};
 use crate::store;
 use crate::telemetry::Metrics;
 use crate::welcome::{WelcomeError, WelcomeMailer};
@@ -122,7 +122,7 @@ impl Application {
             ))]);
             tracing::info!(%smtp, "welcome e-mails on for user.registered (in-process bus)");
         }
-        let state = AppState {
+        let state = AppState::new(Shared {
             store,
             engine,
             pipeline,
@@ -133,7 +133,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             promoting: Arc::new(tokio::sync::Mutex::new(())),
             cors_origins: config.cors_origins.clone(),
-        };
+        });
         Ok(Application {
             listener,
             state,

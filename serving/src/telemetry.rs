@@ -2,6 +2,8 @@
 //! tests can run many apps side by side). HTTP metrics are labelled by route
 //! template (`/v1/profiles/{user_id}`), never by raw path.
 
+use std::ops::Deref;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -12,8 +14,21 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
+/// The application's metrics; cloning shares them (one pointer: the
+/// middleware and handlers get a copy per request).
 #[derive(Clone, Debug)]
-pub struct Metrics {
+pub struct Metrics(Arc<MetricHandles>);
+
+impl Deref for Metrics {
+    type Target = MetricHandles;
+
+    fn deref(&self) -> &MetricHandles {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct MetricHandles {
     registry: Registry,
     pub requests: IntCounterVec,
     pub latency: HistogramVec,
@@ -55,7 +70,7 @@ impl Metrics {
         let gauge = |name: &str, help: &str| {
             IntGauge::new(name, help).unwrap_or_else(|_| unreachable_metric())
         };
-        Metrics {
+        Metrics(Arc::new(MetricHandles {
             outbox_depth: register(
                 &registry,
                 gauge(
@@ -166,9 +181,11 @@ impl Metrics {
                 .unwrap_or_else(|_| unreachable_metric()),
             ),
             registry,
-        }
+        }))
     }
+}
 
+impl MetricHandles {
     /// Marks `version` as the one serving.
     pub fn set_model(&self, version: Option<&str>) {
         self.model.reset();
