@@ -693,6 +693,11 @@ async fn nats_outage_loses_no_event_and_repeats_none(backend: Backend) {
     for n in 10..20 {
         register(n).await;
     }
+    // Registered and erased while NATS is down: nothing about them goes out
+    // but their erasure.
+    register(99).await;
+    let (s, _) = app.delete("/v1/users/out-99").await;
+    assert_eq!(s, StatusCode::OK);
     let (s, ready) = app.get_json("/readyz").await;
     assert_eq!(
         s,
@@ -712,18 +717,29 @@ async fn nats_outage_loses_no_event_and_repeats_none(backend: Backend) {
     let mut stream = js.get_stream(serving::broker::EVENTS_STREAM).await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;
     let mut registered: Vec<(String, String)> = Vec::new();
+    let mut deleted: Vec<String> = Vec::new();
+    let mut about_erased = 0;
     for seq in 1..=last {
         let Ok(m) = stream.get_raw_message(seq).await else {
             continue;
         };
+        let e: Value = serde_json::from_slice(&m.payload).unwrap();
         if m.subject.as_str() == "micro.events.user.registered" {
-            let e: Value = serde_json::from_slice(&m.payload).unwrap();
             registered.push((
                 e["id"].as_str().unwrap().to_owned(),
                 e["payload"]["userId"].as_str().unwrap().to_owned(),
             ));
+        } else if m.subject.as_str() == "micro.events.user.deleted" {
+            deleted.push(e["payload"]["userId"].as_str().unwrap().to_owned());
+        } else if e["payload"]["userId"] == "out-99" {
+            about_erased += 1;
         }
     }
+    assert_eq!(deleted, vec!["out-99".to_owned()]);
+    assert_eq!(
+        about_erased, 0,
+        "nothing else about the erased user was published"
+    );
     let mut users: Vec<&str> = registered.iter().map(|(_, u)| u.as_str()).collect();
     users.sort_unstable();
     let mut expected: Vec<String> = (0..20).map(|n| format!("out-{n}")).collect();
