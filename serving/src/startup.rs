@@ -79,6 +79,8 @@ impl Application {
             flush_interval: std::time::Duration::from_millis(config.profile_flush_ms.max(1)),
             ..Limits::default()
         };
+        // Before recovery: the profiles it rewrites are announced on NATS too.
+        store.set_outbox(config.nats_url.is_some());
         let (pipeline, mut tasks) =
             Pipeline::start(store.clone(), engine.clone(), bus.clone(), limits);
         let recovered = pipeline.recover().await?;
