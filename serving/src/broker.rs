@@ -149,6 +149,8 @@ impl Broker {
     }
 
     /// Starts the consumer and the relay; both stop when `stop` turns true.
+    /// The store's outbox must be on ([`Store::set_outbox`]) from before
+    /// anything is written that should be published.
     pub fn start(
         &self,
         store: Arc<dyn Store>,
@@ -156,7 +158,6 @@ impl Broker {
         metrics: Metrics,
         stop: watch::Receiver<bool>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
-        store.set_outbox(true);
         vec![
             tokio::spawn(
                 self.clone()
@@ -191,9 +192,6 @@ impl Broker {
                 }
                 continue;
             };
-            if let Ok(info) = c.info().await {
-                metrics.bus_pending.set(info.num_pending as i64);
-            }
             let fetched = c
                 .fetch()
                 .max_messages(FETCH_BATCH)
@@ -217,6 +215,11 @@ impl Broker {
                         break;
                     }
                 }
+            }
+            // Each delivery says how many remain behind it: the lag, with no
+            // extra request to JetStream.
+            if let Some(pending) = batch.last().and_then(|m| m.info().ok()).map(|i| i.pending) {
+                metrics.bus_pending.set(pending as i64);
             }
             if !batch.is_empty() && batches.send(batch).await.is_err() {
                 break;
@@ -325,9 +328,6 @@ impl Broker {
                     continue;
                 }
             };
-            if let Ok(depth) = store.outbox_depth().await {
-                metrics.outbox_depth.set(depth);
-            }
             let Some(last) = batch.last().map(|e| e.seq) else {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -28,7 +28,7 @@ pub type Result<T, E = WelcomeError> = std::result::Result<T, E>;
 /// Sends welcome e-mails for `user.registered` events.
 #[derive(Clone, Debug)]
 pub struct WelcomeMailer {
-    api_base: String,
+    api_base: reqwest::Url,
     http: reqwest::Client,
     smtp: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
@@ -53,8 +53,12 @@ impl WelcomeMailer {
         let smtp = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
             .build();
+        let api_base = reqwest::Url::parse(api_base)
+            .ok()
+            .filter(|u| !u.cannot_be_a_base())
+            .ok_or_else(|| WelcomeError::Api(format!("{api_base:?} is not a base URL")))?;
         Ok(WelcomeMailer {
-            api_base: api_base.trim_end_matches('/').to_owned(),
+            api_base,
             http: reqwest::Client::new(),
             smtp,
             from: from
@@ -98,11 +102,20 @@ impl WelcomeMailer {
         Ok(())
     }
 
+    /// `<api>/v1/profiles/<userId>`, the id encoded as one path segment.
+    fn profile_url(&self, user_id: &str) -> reqwest::Url {
+        let mut url = self.api_base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(["v1", "profiles", user_id]);
+        }
+        url
+    }
+
     async fn profile(&self, user_id: &str) -> Result<Profile> {
-        let url = format!("{}/v1/profiles/{}", self.api_base, urlencoded(user_id));
+        let url = self.profile_url(user_id);
         let response = self
             .http
-            .get(&url)
+            .get(url.clone())
             .send()
             .await
             .map_err(|e| WelcomeError::Api(e.to_string()))?;
@@ -138,17 +151,6 @@ pub fn welcome_text(name: Option<&str>, profile: &Profile) -> String {
     text
 }
 
-fn urlencoded(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +171,7 @@ mod tests {
 
     #[test]
     fn ids_are_encoded_in_paths() {
-        assert_eq!(urlencoded("a b/c"), "a%20b%2Fc");
+        let mailer = WelcomeMailer::new("http://x:8080/", "smtp://h", "a@b.c").unwrap();
+        assert!(mailer.profile_url("a b/c").as_str().ends_with("a%20b%2Fc"));
     }
 }

@@ -16,9 +16,7 @@ use super::ingest::json_request;
 use super::{page, AppState};
 use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
-use crate::store::{event_user, EventCursor, EventFilter, EventRecord};
-
-const INTERACTION_RECORDED: &str = "interaction.recorded";
+use crate::store::{event_user, EventCursor, EventFilter, EventRecord, INTERACTION_RECORDED};
 
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     request_body(content = String, description = "{type, payload}; an interaction.recorded payload is ingested as an interaction"),

@@ -87,6 +87,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .log_unindexed
         .set(state.store.unindexed() as i64);
+    if state.broker.is_some() {
+        match state.store.outbox_depth().await {
+            Ok(depth) => state.metrics.outbox_depth.set(depth),
+            Err(e) => tracing::warn!(error = %e, "reading the outbox depth failed"),
+        }
+    }
     state
         .metrics
         .users_in_memory

@@ -34,6 +34,10 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// The event type interactions are listed under (they live in the log, not
+/// the events table).
+pub const INTERACTION_RECORDED: &str = "interaction.recorded";
+
 /// One interaction as appended: the assigned sequence number, or `None` when
 /// its id was already stored (a duplicate).
 pub type Appended = Option<i64>;

@@ -37,7 +37,7 @@ const LOOKUP_CHUNK: usize = 1_000;
 /// Unindexed interactions above which an append first indexes the tail
 /// itself: the indexer is behind, and the tail must not grow without bound.
 pub const MAX_TAIL: usize = 500_000;
-const INTERACTION_RECORDED: &str = "interaction.recorded";
+use super::INTERACTION_RECORDED;
 /// `SELECT <every interaction column> FROM interactions` followed by the
 /// rest of a statement, as one literal (the statement cache keys on it).
 macro_rules! select_interactions {
@@ -589,10 +589,7 @@ macro_rules! sql_store {
                             }
                         })
                     })?;
-                Self::insert_event_in(&mut tx, event).await?;
-                if self.outbox_on() {
-                    Self::outbox_in(&mut tx, &event.event, event.user_id.as_deref()).await?;
-                }
+                self.insert_event_in(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -675,10 +672,7 @@ macro_rules! sql_store {
             async fn insert_event(&self, event: &EventRecord) -> Result<()> {
                 let _writing = self.log.other_write().await;
                 let mut tx = self.pool.begin().await?;
-                Self::insert_event_in(&mut tx, event).await?;
-                if self.outbox_on() {
-                    Self::outbox_in(&mut tx, &event.event, event.user_id.as_deref()).await?;
-                }
+                self.insert_event_in(&mut tx, event).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -798,11 +792,12 @@ macro_rules! sql_store {
                 announce: &[bool],
                 seq: i64,
             ) -> Result<()> {
+                assert_eq!(profiles.len(), announce.len(), "one announce flag per profile");
                 let _writing = self.log.other_write().await;
                 let mut tx = self.pool.begin().await?;
                 for (chunk, announce) in profiles
                     .chunks(INSERT_CHUNK)
-                    .zip(announce.chunks(INSERT_CHUNK).chain(std::iter::repeat(&[][..])))
+                    .zip(announce.chunks(INSERT_CHUNK))
                 {
                     let bodies = chunk
                         .iter()
@@ -832,11 +827,7 @@ macro_rules! sql_store {
                     );
                     q.build().execute(&mut *tx).await?;
                     if self.outbox_on() {
-                        let announced = chunk
-                            .iter()
-                            .zip(announce.iter().chain(std::iter::repeat(&false)))
-                            .filter(|(_, a)| **a);
-                        for (p, _) in announced {
+                        for (p, _) in chunk.iter().zip(announce).filter(|(_, a)| **a) {
                             let payload =
                                 serde_json::to_value(p).map_err(|e| corrupt(e.to_string()))?;
                             let event = new_event("profile.updated", payload);
@@ -907,7 +898,10 @@ macro_rules! sql_store {
                 }
             }
 
+            /// Stores an event, and queues it for the broker when the outbox
+            /// is on, in the caller's transaction.
             async fn insert_event_in(
+                &self,
                 tx: &mut sqlx::Transaction<'_, $db>,
                 record: &EventRecord,
             ) -> Result<()> {
@@ -925,6 +919,9 @@ macro_rules! sql_store {
                     .execute(&mut **tx)
                     .await
                     .map_err(|err| unique_violation(err, |_| format!("event {}", e.id)))?;
+                if self.outbox_on() {
+                    Self::outbox_in(tx, e, record.user_id.as_deref()).await?;
+                }
                 Ok(())
             }
 

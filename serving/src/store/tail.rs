@@ -97,7 +97,12 @@ impl LogTail {
             self.ids.remove(id);
         }
         if let Some(seqs) = self.users.get_mut(user) {
-            seqs.retain(|s| *s != seq);
+            // Trimming takes each user's oldest seq: no scan then.
+            if seqs.front() == Some(&seq) {
+                seqs.pop_front();
+            } else {
+                seqs.retain(|s| *s != seq);
+            }
             if seqs.is_empty() {
                 self.users.remove(user);
             }
