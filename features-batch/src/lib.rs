@@ -18,6 +18,7 @@ use polars::prelude::*;
 
 use features::definition::{
     CatalogIndex, FeatureSpec, BASE_FEATURES, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_WEEK,
+    TAG_FAMILIES,
 };
 use features::interaction::InteractionType;
 use io::cols;
@@ -44,12 +45,14 @@ fn catalog_frames(catalog: &CatalogIndex) -> Result<(DataFrame, DataFrame)> {
     let mut prices = Vec::new();
     let mut tag_targets = Vec::new();
     let mut tags = Vec::new();
+    let mut is_category = Vec::new();
     for (id, info) in catalog.iter() {
         ids.push(id);
         prices.push(info.price);
         for &t in info.tags.iter() {
             tag_targets.push(id);
             tags.push(i64::from(t));
+            is_category.push(if info.category == Some(t) { 1.0 } else { 0.0 });
         }
     }
     let prices = DataFrame::new_infer_height(vec![
@@ -59,6 +62,7 @@ fn catalog_frames(catalog: &CatalogIndex) -> Result<(DataFrame, DataFrame)> {
     let tags = DataFrame::new_infer_height(vec![
         Column::new("target_id".into(), tag_targets),
         Column::new("tag".into(), tags),
+        Column::new("is_category".into(), is_category),
     ])?;
     Ok((prices, tags))
 }
@@ -257,6 +261,7 @@ pub fn compute_features(
         .agg([
             (col("w") * col("e")).sum().alias("tag_engagement"),
             len().cast(DataType::Float64).alias("tag_count"),
+            col("is_category").sum().alias("category_count"),
         ])
         .join(
             per_user.select([col(cols::USER), col("decayed_engagement"), col("n_known")]),
@@ -269,6 +274,7 @@ pub fn compute_features(
             col("tag"),
             ratio(col("tag_engagement"), col("decayed_engagement")).alias("share"),
             ratio(col("tag_count"), col("n_known")).alias("lifetime_share"),
+            ratio(col("category_count"), col("n_known")).alias("category_share"),
         ])
         .collect()?;
 
@@ -278,22 +284,24 @@ pub fn compute_features(
         .enumerate()
         .filter_map(|(i, u)| u.map(|u| (u, i)))
         .collect();
-    // Decayed shares, then lifetime shares, in tag order.
+    // Decayed shares, then lifetime shares, then category shares, in tag order.
     let n_tags = spec.tags.len();
-    let mut tag_columns = vec![vec![0.0f64; base.height()]; 2 * n_tags];
+    let mut tag_columns = vec![vec![0.0f64; base.height()]; TAG_FAMILIES * n_tags];
     let (tu, tt) = (
         tag_shares.column(cols::USER)?.str()?,
         tag_shares.column("tag")?.i64()?,
     );
-    let (share, lifetime) = (
+    let (share, lifetime, category) = (
         tag_shares.column("share")?.f64()?,
         tag_shares.column("lifetime_share")?.f64()?,
+        tag_shares.column("category_share")?.f64()?,
     );
-    for (((user, tag), share), lifetime) in tu
+    for ((((user, tag), share), lifetime), category) in tu
         .iter()
         .zip(tt.iter())
         .zip(share.iter())
         .zip(lifetime.iter())
+        .zip(category.iter())
     {
         let (Some(user), Some(tag)) = (user, tag) else {
             continue;
@@ -304,6 +312,7 @@ pub fn compute_features(
         if tag < n_tags {
             tag_columns[tag][row] = share.unwrap_or(0.0);
             tag_columns[n_tags + tag][row] = lifetime.unwrap_or(0.0);
+            tag_columns[2 * n_tags + tag][row] = category.unwrap_or(0.0);
         }
     }
     let schema = spec.schema();

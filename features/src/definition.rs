@@ -41,9 +41,13 @@
 //! | `share_weekend` | share on Saturday or Sunday | weekly rhythm |
 //! | `tag:<name>` | `Σ_{known, tag ∈ tags} w_i e_i / Σ_{known} w_i e_i` | current interests |
 //! | `tag_lifetime:<name>` | `#{known, tag ∈ tags} / #known` (no decay, no weights) | lasting interests |
+//! | `category:<name>` | `#{known, category = name} / #known` | what the user actually shops for |
 //!
 //! `tags` of a catalog item are its category and topics; the vocabulary is
-//! fitted from the catalog (most frequent first, at most `max_tags`). `e_i` is
+//! fitted from the catalog (most frequent first, at most `max_tags`). The
+//! `category:` family counts only the item's own category: topics attached
+//! across categories blur `tag_lifetime:`, and categories are what the
+//! topic baseline (and most merchandising) ranks by. `e_i` is
 //! the engagement weight of the interaction's kind (`type_weights`). Time
 //! differences are clamped at zero.
 
@@ -58,7 +62,7 @@ use crate::validation::ValidationErrors;
 
 /// Bumped whenever a definition above changes meaning, so that artifacts built
 /// with the old meaning are refused.
-pub const FEATURE_DEFINITION_VERSION: u32 = 3;
+pub const FEATURE_DEFINITION_VERSION: u32 = 4;
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
@@ -99,6 +103,8 @@ pub const BASE_FEATURES: [&str; 27] = [
 pub const TAG_PREFIX: &str = "tag:";
 /// Prefix of the undecayed per-tag interest features.
 pub const TAG_LIFETIME_PREFIX: &str = "tag_lifetime:";
+/// Prefix of the per-tag category shares.
+pub const CATEGORY_PREFIX: &str = "category:";
 
 /// Tunable constants of the definition (they are part of the schema hash).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -172,6 +178,17 @@ impl FeatureParams {
     }
 }
 
+/// Number of per-tag feature families (`tag:`, `tag_lifetime:`, `category:`).
+pub const TAG_FAMILIES: usize = 3;
+
+/// Where one tag's features sit in the vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TagFeatureIndices {
+    pub decayed: usize,
+    pub lifetime: usize,
+    pub category: usize,
+}
+
 /// The fitted definition: parameters plus the tag vocabulary. Serialisable,
 /// stored in model artifacts, and applied unchanged by serving.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -191,21 +208,25 @@ impl FeatureSpec {
                     .iter()
                     .map(|t| format!("{TAG_LIFETIME_PREFIX}{t}")),
             )
+            .chain(self.tags.iter().map(|t| format!("{CATEGORY_PREFIX}{t}")))
             .collect::<Vec<_>>();
         FeatureSchema::new(names, &self.params)
     }
 
     pub fn len(&self) -> usize {
-        BASE_FEATURES.len() + 2 * self.tags.len()
+        BASE_FEATURES.len() + TAG_FAMILIES * self.tags.len()
     }
 
-    /// Positions of a tag's decayed and lifetime shares in the vector.
-    pub fn tag_feature_indices(&self, tag: &str) -> Option<(usize, usize)> {
+    /// Positions of a tag's decayed, lifetime and category shares in the
+    /// vector.
+    pub fn tag_feature_indices(&self, tag: &str) -> Option<TagFeatureIndices> {
         let i = self.tags.iter().position(|t| t == tag)?;
-        Some((
-            BASE_FEATURES.len() + i,
-            BASE_FEATURES.len() + self.tags.len() + i,
-        ))
+        let at = |family: usize| BASE_FEATURES.len() + family * self.tags.len() + i;
+        Some(TagFeatureIndices {
+            decayed: at(0),
+            lifetime: at(1),
+            category: at(2),
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -233,6 +254,7 @@ impl FeatureSpec {
                     price: item.price,
                     ln_price: item.price.ln(),
                     tags: tags.into_boxed_slice(),
+                    category: tag_index.get(item.category.as_str()).copied(),
                 }
             })
             .collect();
@@ -250,6 +272,9 @@ pub struct TargetInfo {
     pub ln_price: f64,
     /// Indices into [`FeatureSpec::tags`], ascending.
     pub tags: Box<[u16]>,
+    /// The item's category as an index into [`FeatureSpec::tags`] (also in
+    /// `tags`), when the vocabulary has it.
+    pub category: Option<u16>,
 }
 
 /// The catalog resolved against a [`FeatureSpec`].
@@ -356,18 +381,31 @@ mod tests {
         .expect("fit");
         assert_eq!(capped.tags, ["baby", "outdoor"]);
         let schema = capped.schema();
-        assert_eq!(schema.len(), BASE_FEATURES.len() + 4);
+        assert_eq!(schema.len(), BASE_FEATURES.len() + 6);
         assert_eq!(schema.names[BASE_FEATURES.len() + 1], "tag:outdoor");
         assert_eq!(
-            schema.names.last().map(String::as_str),
-            Some("tag_lifetime:outdoor")
+            schema.names[BASE_FEATURES.len() + 3],
+            "tag_lifetime:outdoor"
         );
         assert_eq!(
+            schema.names.last().map(String::as_str),
+            Some("category:outdoor")
+        );
+        let b = BASE_FEATURES.len();
+        assert_eq!(
             capped.tag_feature_indices("outdoor"),
-            Some((BASE_FEATURES.len() + 1, BASE_FEATURES.len() + 3))
+            Some(TagFeatureIndices {
+                decayed: b + 1,
+                lifetime: b + 3,
+                category: b + 5
+            })
         );
         let idx = capped.index_catalog(&catalog());
-        assert_eq!(&*idx.get("c").expect("known").tags, &[0]);
+        // "c" is a toy (not in the capped vocabulary) about babies.
+        let c = idx.get("c").expect("known");
+        assert_eq!((&*c.tags, c.category), (&[0u16][..], None));
+        let a = idx.get("a").expect("known");
+        assert_eq!((&*a.tags, a.category), (&[0u16, 1][..], Some(0)));
         assert!(idx.get("d").expect("known").tags.len() == 1);
     }
 

@@ -3,6 +3,7 @@
 //! carries its own preprocessing (the fitted standardiser) and class
 //! vocabulary, so applying it needs nothing but a feature vector.
 
+use crate::definition::TagFeatureIndices;
 use linfa::prelude::*;
 use linfa_bayes::{GaussianNb, NaiveBayes};
 use linfa_logistic::MultiFittedLogisticRegression;
@@ -203,17 +204,18 @@ impl ClassifierModel {
 }
 
 /// Ranks topics for a user: a pointwise learning-to-rank model. Each
-/// (user, topic) pair is described by the user's decayed and lifetime
-/// engagement share with that topic, the user's activity (how much those
-/// shares can be trusted) and their products, plus the topic's identity (its
-/// prior popularity); a binary classifier scores "this topic is one of the
-/// user's interests", and topics are ranked by that probability.
+/// (user, topic) pair is described by the user's decayed, lifetime and
+/// category engagement share with that topic, the user's activity (how much
+/// those shares can be trusted) and their products, plus the topic's identity
+/// (its prior popularity); a binary classifier scores "this topic is one of
+/// the user's interests", and topics are ranked by that probability.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopicRanker {
     pub topics: Vec<String>,
-    /// Per topic, the positions of its `tag:` and `tag_lifetime:` features in
-    /// the feature vector (absent when the topic is not a catalog tag).
-    pub share_indices: Vec<Option<(usize, usize)>>,
+    /// Per topic, the positions of its `tag:`, `tag_lifetime:` and
+    /// `category:` features in the feature vector (absent when the topic is
+    /// not a catalog tag).
+    pub share_indices: Vec<Option<TagFeatureIndices>>,
     /// Position of `log_interactions` in the feature vector.
     pub activity_index: usize,
     /// Classes `["no", "yes"]` over pair features.
@@ -221,13 +223,13 @@ pub struct TopicRanker {
 }
 
 /// Number of non-identity pair features.
-const PAIR_BASE: usize = 5;
+const PAIR_BASE: usize = 7;
 
 impl TopicRanker {
     /// Pair features of every (row of `x`, topic), row-major by user.
     pub fn pair_matrix(
         topics: usize,
-        share_indices: &[Option<(usize, usize)>],
+        share_indices: &[Option<TagFeatureIndices>],
         activity_index: usize,
         x: &Array2<f64>,
     ) -> Array2<f64> {
@@ -236,14 +238,17 @@ impl TopicRanker {
         for (u, row) in x.axis_iter(Axis(0)).enumerate() {
             let activity = row[activity_index];
             for t in 0..topics {
-                let (decayed, lifetime) =
-                    share_indices[t].map_or((0.0, 0.0), |(d, l)| (row[d], row[l]));
+                let (decayed, lifetime, category) = share_indices[t].map_or((0.0, 0.0, 0.0), |i| {
+                    (row[i.decayed], row[i.lifetime], row[i.category])
+                });
                 let mut pair = out.row_mut(u * topics + t);
                 pair[0] = decayed;
                 pair[1] = lifetime;
-                pair[2] = activity;
-                pair[3] = decayed * activity;
-                pair[4] = lifetime * activity;
+                pair[2] = category;
+                pair[3] = activity;
+                pair[4] = decayed * activity;
+                pair[5] = lifetime * activity;
+                pair[6] = category * activity;
                 pair[PAIR_BASE + t] = 1.0;
             }
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use features::definition::CatalogIndex;
-use features::definition::BASE_FEATURES;
+use features::definition::{TagFeatureIndices, BASE_FEATURES};
 use features::incremental::{FoldInput, UserFeatureState};
 use features::model::{Classifier, ClassifierModel, ProfileModel, Standardizer, TopicRanker};
 use features::registry::{sha256_file, DataFingerprint, Manifest, ModelEntry, Registry};
@@ -269,11 +269,12 @@ fn tracing_fit(what: &str, started: Instant) {
     }
 }
 
-/// Most rows the multinomial logistic regressions fit on. Beyond this, a
-/// class-stratified, evenly spaced subset: a few hundred weights are pinned
-/// down long before 30k rows, while L-BFGS time grows with every row (linfa's
-/// solver is the slowest step of `train`).
-pub const MAX_LOGISTIC_ROWS: usize = 30_000;
+/// Most rows the multinomial logistic regressions and the decision trees fit
+/// on. Beyond this, a class-stratified, evenly spaced subset: a few hundred
+/// weights (or a depth-10 tree's splits) are pinned down long before 30k
+/// rows, while L-BFGS and split-search time grow with every row (they are
+/// the slowest steps of `train`).
+pub const MAX_FIT_ROWS: usize = 30_000;
 
 /// Indices of at most `cap` rows of `y`, the same share of every class,
 /// evenly spaced within each class (deterministic: no RNG, no order effects
@@ -311,6 +312,11 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<Class
         classifier,
         class_weights: balanced.then(|| weights.clone()),
     };
+    let subset = stratified_subset(y, classes.len(), MAX_FIT_ROWS);
+    let fit_data = Dataset::new(
+        select(dataset.records(), &subset),
+        Array1::from_iter(subset.iter().map(|&i| y[i])),
+    );
     // The tree (the slowest) fits on the second core meanwhile.
     let (tree, mut out) = std::thread::scope(|s| {
         let tree = s.spawn(|| {
@@ -320,28 +326,24 @@ fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<Class
             // offset makes the weighted counts differ, so the same data gives
             // the same tree.
             let sample_weights = Array1::from_iter(
-                y.iter()
-                    .map(|&c| (weights[c] * (1.0 + 1e-4 * c as f64)) as f32),
+                subset
+                    .iter()
+                    .map(|&i| (weights[y[i]] * (1.0 + 1e-4 * y[i] as f64)) as f32),
             );
             let fitted = DecisionTree::params()
                 .max_depth(Some(10))
                 .min_weight_leaf(5.0)
-                .fit(&dataset.clone().with_weights(sample_weights));
+                .fit(&fit_data.clone().with_weights(sample_weights));
             tracing_fit("decision tree", started);
             fitted
         });
         let mut out = Vec::new();
         let started = Instant::now();
-        let subset = stratified_subset(y, classes.len(), MAX_LOGISTIC_ROWS);
-        let logistic_data = Dataset::new(
-            select(dataset.records(), &subset),
-            Array1::from_iter(subset.iter().map(|&i| y[i])),
-        );
         let logistic = MultiLogisticRegression::default()
             .alpha(1.0)
             .max_iterations(MAX_ITERATIONS)
             .gradient_tolerance(gradient_tolerance(subset.len()))
-            .fit(&logistic_data);
+            .fit(&fit_data);
         tracing_fit("logistic regression", started);
         match logistic {
             Ok(m) => {
@@ -398,7 +400,7 @@ fn fit_topic_ranker(
     let subset: Vec<usize> = (0..x.nrows()).step_by(step).collect();
     let x = &select(x, &subset);
     let relevant: Vec<&Vec<String>> = subset.iter().map(|&i| &relevant[i]).collect();
-    let share_indices: Vec<Option<(usize, usize)>> =
+    let share_indices: Vec<Option<TagFeatureIndices>> =
         topics.iter().map(|t| spec.tag_feature_indices(t)).collect();
     let activity_index = BASE_FEATURES
         .iter()
