@@ -1,532 +1,17 @@
-//! `micro-train generate`: a synthetic but realistic world to develop and
-//! benchmark against, deterministic for a seed.
-//!
-//! Latent traits per user drive behaviour, with noise:
-//! - **life stage** (acting): from age and kids by the SPEC rules, but 15 % of
-//!   users act like a neighbouring stage (a grandparent buying for a baby, a
-//!   young parent living like a young adult). Drives category affinities and
-//!   the hours and weekdays of activity.
-//! - **spending class** 1–5: the quintile of a latent wealth score (age adds to
-//!   it). Drives the price tier of what is viewed and bought, and how often a
-//!   session ends in a purchase.
-//! - **interests**: 2–4 categories drawn from life-stage affinities plus random
-//!   ones, with Dirichlet-like weights; 85 % of sessions browse one of them.
-//!
-//! Activity is heavy-tailed (log-normal daily rate, σ = 1.1); 40 % of users
-//! register during the window (so some have almost no history: cold start)
-//! and some registered users never interact. Declared registration data has
-//! realistic gaps. A small share of interactions point at targets outside the
-//! catalog, and 0.5 % are delivered twice (same id), as real feeds do.
-//!
-//! Generation runs day by day: each (user, day) has its own RNG stream derived
-//! from the seed, days are generated in parallel per user and written in time
-//! order, so memory stays flat and the files are byte-identical for a seed.
+//! `micro-train generate`: writes a [`synthetic`] world (catalog, users,
+//! labels, interactions) to Parquet files, day by day so memory stays flat;
+//! the files are byte-identical for a seed.
 
 use std::fs::File;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Utc};
-use features::LifeStage;
 use indicatif::{ProgressBar, ProgressStyle};
 use polars::prelude::*;
+pub use synthetic::WorldParams;
+use synthetic::{build_catalog, day_rows, declared_users, make_people, Person, Row, World};
 
 use crate::write_parquet;
-use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
-use rand_distr::{Distribution, Gamma, LogNormal, Normal, Poisson};
-use rand_pcg::Pcg64Mcg;
-use rayon::prelude::*;
-
-/// World settings.
-#[derive(Clone, Debug)]
-pub struct WorldParams {
-    pub users: usize,
-    pub days: u32,
-    pub seed: u64,
-    /// Midnight UTC of the first day.
-    pub start: DateTime<Utc>,
-    /// Mean interactions per user over 180 days of full activity.
-    pub interactions_per_user_180d: f64,
-}
-
-/// Categories with their median price and which life stages favour them.
-const CATEGORIES: [(&str, f64, &[LifeStage]); 20] = {
-    use LifeStage::*;
-    [
-        ("baby", 35.0, &[YoungFamily]),
-        ("toys", 25.0, &[YoungFamily, MatureFamily]),
-        ("kids_fashion", 30.0, &[YoungFamily, MatureFamily]),
-        ("school", 15.0, &[MatureFamily]),
-        ("fashion", 45.0, &[YoungAdult, MidlifeAdult]),
-        ("beauty", 25.0, &[YoungAdult, MidlifeAdult]),
-        ("electronics", 180.0, &[YoungAdult, MidlifeAdult]),
-        ("gaming", 60.0, &[YoungAdult, MatureFamily]),
-        ("outdoor", 70.0, &[MidlifeAdult, YoungFamily]),
-        ("sports", 50.0, &[YoungAdult, MatureFamily]),
-        ("travel", 300.0, &[Senior, MidlifeAdult]),
-        ("music", 20.0, &[YoungAdult]),
-        ("books", 15.0, &[Senior, MidlifeAdult]),
-        ("home", 60.0, &[MidlifeAdult, MatureFamily]),
-        ("kitchen", 40.0, &[MidlifeAdult, YoungFamily]),
-        ("garden", 35.0, &[Senior, MatureFamily]),
-        ("diy", 45.0, &[MidlifeAdult, Senior]),
-        ("health", 20.0, &[Senior]),
-        ("pets", 25.0, &[Senior, YoungAdult]),
-        ("wine", 30.0, &[Senior, MidlifeAdult]),
-    ]
-};
-
-const ORIGINS: [(&str, &[&str]); 5] = [
-    ("web", &["shop-web", "partner-blog", "marketplace"]),
-    ("app", &["ios-app", "android-app"]),
-    (
-        "pos",
-        &[
-            "store-01", "store-02", "store-03", "store-04", "store-05", "store-06",
-        ],
-    ),
-    (
-        "partner",
-        &["partner-01", "partner-02", "partner-03", "partner-04"],
-    ),
-    ("iot", &["smart-speaker", "smart-fridge"]),
-];
-
-const FIRST_NAMES: [&str; 16] = [
-    "Ada", "Ben", "Chloé", "Dev", "Elif", "Femi", "Grace", "Hiro", "Ines", "Jonas", "Kai", "Lena",
-    "Mateo", "Nora", "Omar", "Priya",
-];
-const LAST_NAMES: [&str; 12] = [
-    "Andersen", "Brown", "Costa", "Dubois", "Erdem", "Fischer", "García", "Hughes", "Ito",
-    "Jensen", "Kowalski", "Li",
-];
-
-/// Items and their price tiers (1–5).
-struct Item {
-    id: String,
-    category: usize,
-    tier: u8,
-    price: f64,
-    topics: Vec<&'static str>,
-    subcategory: String,
-    brand: String,
-}
-
-struct World {
-    items: Vec<Item>,
-    /// Item indices per (category, tier-1).
-    by_category_tier: Vec<[Vec<u32>; 5]>,
-}
-
-/// Latent and declared facts of one user.
-struct Person {
-    id: String,
-    birth_year: i32,
-    kids: u32,
-    acting: LifeStage,
-    wealth: f64,
-    class: u8,
-    /// (category, cumulative weight)
-    interests: Vec<(usize, f64)>,
-    daily_rate: f64,
-    first_day: u32,
-    share_prob: f64,
-    purchase_prob: f64,
-}
-
-fn stream(seed: u64, a: u64, b: u64) -> Pcg64Mcg {
-    // SplitMix-style mixing so neighbouring (a, b) give unrelated streams.
-    let mut z = seed
-        .wrapping_add(a.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        .wrapping_add(b.wrapping_mul(0xD1B5_4A32_D192_ED03));
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    Pcg64Mcg::seed_from_u64(z ^ (z >> 31))
-}
-
-fn build_catalog(params: &WorldParams) -> World {
-    let mut rng = stream(params.seed, u64::MAX, 1);
-    let n_items = (params.users / 5).clamp(2_000, 50_000);
-    let mut by_category_tier: Vec<[Vec<u32>; 5]> =
-        (0..CATEGORIES.len()).map(|_| Default::default()).collect();
-    let noise = Normal::new(0.0, 0.2).expect("valid normal");
-    let items = (0..n_items)
-        .map(|i| {
-            // Popular categories have more items (Zipf-like).
-            let category = ((rng.random::<f64>().powf(1.6)) * CATEGORIES.len() as f64) as usize;
-            let category = category.min(CATEGORIES.len() - 1);
-            let tier = rng.random_range(1..=5u8);
-            let (name, median, _) = CATEGORIES[category];
-            let price =
-                (median.ln() + (f64::from(tier) - 3.0) * 0.5 + noise.sample(&mut rng)).exp();
-            let price = (price * 100.0).round() / 100.0;
-            let mut topics = vec![name];
-            if rng.random_bool(0.3) {
-                let other = CATEGORIES[rng.random_range(0..CATEGORIES.len())].0;
-                if other != name {
-                    topics.push(other);
-                }
-            }
-            if rng.random_bool(0.1) {
-                topics.push("eco");
-            }
-            by_category_tier[category][usize::from(tier - 1)].push(i as u32);
-            Item {
-                id: format!("sku-{i:06}"),
-                category,
-                tier,
-                price: price.max(0.5),
-                topics,
-                subcategory: format!("{name}-{}", rng.random_range(1..=5)),
-                brand: format!("{name}-brand-{}{}", tier, rng.random_range(0..4)),
-            }
-        })
-        .collect();
-    // Every (category, tier) needs at least one item to draw from.
-    let mut world = World {
-        items,
-        by_category_tier,
-    };
-    for (c, &(name, median, _)) in CATEGORIES.iter().enumerate() {
-        for t in 0..5 {
-            if world.by_category_tier[c][t].is_empty() {
-                let i = world.items.len();
-                world.items.push(Item {
-                    id: format!("sku-{i:06}"),
-                    category: c,
-                    tier: t as u8 + 1,
-                    price: (median * ((t as f64 - 2.0) * 0.5).exp() * 100.0).round() / 100.0,
-                    topics: vec![name],
-                    subcategory: format!("{name}-1"),
-                    brand: format!("{name}-brand-{}0", t + 1),
-                });
-                world.by_category_tier[c][t].push(i as u32);
-            }
-        }
-    }
-    world
-}
-
-fn make_people(params: &WorldParams) -> Vec<Person> {
-    let end_year = (params.start + chrono::Duration::days(params.days.into()))
-        .format("%Y")
-        .to_string()
-        .parse::<i32>()
-        .unwrap_or(2026);
-    let per_day = params.interactions_per_user_180d / 180.0;
-    // Log-normal with σ = 1.1 and mean `per_day / active share`: 40 % of
-    // users register at a uniform day inside the window (active half of it on
-    // average) and 3 % never interact, so 0.97 × (0.6 + 0.4 / 2) of user-days
-    // are active.
-    let sigma: f64 = 1.1;
-    let mean = per_day / (0.97 * 0.8);
-    let rate = LogNormal::new(mean.ln() - sigma * sigma / 2.0, sigma).expect("valid log-normal");
-    let mut people: Vec<Person> = (0..params.users)
-        .map(|u| {
-            let mut rng = stream(params.seed, u as u64, u64::MAX);
-            let age: i32 = match rng.random::<f64>() {
-                x if x < 0.25 => rng.random_range(18..35),
-                x if x < 0.65 => rng.random_range(35..50),
-                x if x < 0.85 => rng.random_range(50..65),
-                _ => rng.random_range(65..90),
-            };
-            let kids_prob = if (27..56).contains(&age) { 0.6 } else { 0.12 };
-            let kids = if rng.random_bool(kids_prob) {
-                rng.random_range(1..=3)
-            } else {
-                0
-            };
-            let declared =
-                LifeStage::from_declared(Some(age), Some(kids)).expect("age and kids known");
-            let acting = if rng.random_bool(0.15) {
-                *LifeStage::ALL.choose(&mut rng).expect("non-empty")
-            } else {
-                declared
-            };
-            let age_effect = match declared {
-                LifeStage::YoungAdult => -0.4,
-                LifeStage::MidlifeAdult | LifeStage::MatureFamily => 0.3,
-                LifeStage::YoungFamily => 0.0,
-                LifeStage::Senior => 0.1,
-            };
-            let wealth = Normal::new(age_effect, 1.0)
-                .expect("valid")
-                .sample(&mut rng);
-            let mut interests: Vec<(usize, f64)> = Vec::new();
-            let favoured: Vec<usize> = (0..CATEGORIES.len())
-                .filter(|&c| CATEGORIES[c].2.contains(&acting))
-                .collect();
-            let n_interests = rng.random_range(2..=4);
-            let gamma = Gamma::new(1.0, 1.0).expect("valid gamma");
-            while interests.len() < n_interests {
-                let c = if rng.random_bool(0.7) {
-                    *favoured
-                        .choose(&mut rng)
-                        .expect("every stage favours some category")
-                } else {
-                    rng.random_range(0..CATEGORIES.len())
-                };
-                if !interests.iter().any(|(i, _)| *i == c) {
-                    interests.push((c, gamma.sample(&mut rng) + 0.2));
-                }
-            }
-            interests.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            let total: f64 = interests.iter().map(|(_, w)| w).sum();
-            let mut acc = 0.0;
-            for (_, w) in &mut interests {
-                acc += *w / total;
-                *w = acc;
-            }
-            let first_day = if rng.random_bool(0.6) {
-                0
-            } else {
-                rng.random_range(0..params.days.max(1))
-            };
-            let daily_rate = if rng.random_bool(0.03) {
-                0.0
-            } else {
-                rate.sample(&mut rng).min(40.0)
-            };
-            Person {
-                id: format!("u{u:07}"),
-                birth_year: end_year - age,
-                kids,
-                acting,
-                wealth,
-                class: 0,
-                interests,
-                daily_rate,
-                first_day,
-                share_prob: if acting == LifeStage::YoungAdult {
-                    0.08
-                } else {
-                    0.03
-                },
-                purchase_prob: 0.0,
-            }
-        })
-        .collect();
-    // Spending class: exact quintiles of latent wealth.
-    let mut order: Vec<usize> = (0..people.len()).collect();
-    order.sort_by(|&a, &b| {
-        people[a]
-            .wealth
-            .total_cmp(&people[b].wealth)
-            .then(a.cmp(&b))
-    });
-    let n = people.len().max(1);
-    for (rank, &p) in order.iter().enumerate() {
-        let class = (rank * 5 / n) as u8 + 1;
-        people[p].class = class;
-        people[p].purchase_prob = 0.07 + 0.015 * f64::from(class);
-    }
-    people
-}
-
-/// Hour-of-day weights (24) by acting life stage.
-fn hour_weights(stage: LifeStage) -> [f64; 24] {
-    let mut w = [0.2; 24];
-    let peaks: &[(usize, f64)] = match stage {
-        LifeStage::Senior => &[
-            (8, 2.0),
-            (9, 3.0),
-            (10, 3.0),
-            (11, 2.0),
-            (15, 1.5),
-            (16, 1.5),
-        ],
-        LifeStage::YoungFamily => &[(6, 1.0), (12, 1.5), (20, 3.0), (21, 3.5), (22, 2.5)],
-        LifeStage::MatureFamily => &[
-            (7, 1.0),
-            (12, 1.5),
-            (18, 2.0),
-            (19, 2.5),
-            (20, 2.5),
-            (21, 2.0),
-        ],
-        LifeStage::YoungAdult => &[
-            (13, 1.5),
-            (21, 2.0),
-            (22, 3.0),
-            (23, 3.0),
-            (0, 2.5),
-            (1, 1.5),
-        ],
-        LifeStage::MidlifeAdult => &[(7, 1.5), (12, 2.5), (13, 2.0), (19, 2.0), (20, 2.0)],
-    };
-    for &(h, v) in peaks {
-        w[h] += v;
-    }
-    // Daytime browsing for everyone.
-    for x in &mut w[9..18] {
-        *x += 0.5;
-    }
-    w
-}
-
-/// One generated interaction, before it becomes a row.
-#[derive(Clone)]
-struct Row {
-    ts: i64,
-    user: u32,
-    kind: u8,
-    /// Catalog item index, or `u32::MAX - k` for an external target `k`.
-    target: u32,
-    origin: (u8, u8),
-    amount: Option<f64>,
-    quantity: Option<f64>,
-    /// Position in the day once sorted; a re-delivery keeps its original's.
-    seq: u32,
-}
-
-/// Session lengths are 1 + Geometric(0.3) failures: mean 1 + 0.7 / 0.3.
-const SESSION_CONTINUE: f64 = 0.7;
-const MEAN_SESSION_LENGTH: f64 = 1.0 + SESSION_CONTINUE / (1.0 - SESSION_CONTINUE);
-
-const KINDS: [&str; 5] = ["PURCHACE", "SAVE", "INQUERY", "VIEW", "SHARE"];
-const EXTERNAL_TARGETS: u32 = 5_000;
-
-fn day_rows(params: &WorldParams, world: &World, people: &[Person], day: u32) -> Vec<Row> {
-    let day_start = params.start.timestamp_micros() + i64::from(day) * 86_400_000_000;
-    let weekday = (params.start + chrono::Duration::days(day.into()))
-        .format("%u")
-        .to_string()
-        .parse::<u32>()
-        .unwrap_or(1);
-    let weekend = weekday >= 6;
-    let mut rows: Vec<Row> = people
-        .par_iter()
-        .enumerate()
-        .flat_map_iter(|(u, p)| {
-            let mut out = Vec::new();
-            if day < p.first_day || p.daily_rate == 0.0 {
-                return out.into_iter();
-            }
-            let mut rng = stream(params.seed, u as u64, u64::from(day));
-            let family = matches!(p.acting, LifeStage::YoungFamily | LifeStage::MatureFamily);
-            let day_factor = if weekend && family {
-                1.4
-            } else if weekend {
-                1.1
-            } else {
-                0.95
-            };
-            let sessions_mean = p.daily_rate * day_factor / MEAN_SESSION_LENGTH;
-            let sessions = Poisson::new(sessions_mean)
-                .map(|d| d.sample(&mut rng) as u32)
-                .unwrap_or(0);
-            let hours = hour_weights(p.acting);
-            let hour_total: f64 = hours.iter().sum();
-            for _ in 0..sessions {
-                let mut pick = rng.random::<f64>() * hour_total;
-                let mut hour = 23;
-                for (h, w) in hours.iter().enumerate() {
-                    if pick < *w {
-                        hour = h;
-                        break;
-                    }
-                    pick -= w;
-                }
-                let mut ts =
-                    day_start + (hour as i64) * 3_600_000_000 + rng.random_range(0..3_600_000_000);
-                let category = if rng.random_bool(0.85) {
-                    let x = rng.random::<f64>();
-                    p.interests
-                        .iter()
-                        .find(|(_, c)| x <= *c)
-                        .unwrap_or(&p.interests[0])
-                        .0
-                } else {
-                    rng.random_range(0..CATEGORIES.len())
-                };
-                let channel = match rng.random::<f64>() {
-                    x if x < 0.45 => 0u8,
-                    x if x < 0.80 => 1,
-                    x if x < 0.92 => 3,
-                    _ => 4,
-                };
-                let length = 1 + (rng.random::<f64>().ln() / SESSION_CONTINUE.ln()) as u32;
-                for _ in 0..length.min(30) {
-                    let target = if rng.random_bool(0.03) {
-                        u32::MAX - rng.random_range(0..EXTERNAL_TARGETS)
-                    } else {
-                        let shift = Normal::new(0.0, 0.9).expect("valid").sample(&mut rng);
-                        let tier = (f64::from(p.class) + shift).round().clamp(1.0, 5.0) as usize;
-                        let pool = &world.by_category_tier[category][tier - 1];
-                        pool[rng.random_range(0..pool.len())]
-                    };
-                    let r = rng.random::<f64>();
-                    let known = target < u32::MAX - EXTERNAL_TARGETS;
-                    let kind = if known && r < p.purchase_prob {
-                        0
-                    } else if r < p.purchase_prob + 0.08 {
-                        1
-                    } else if r < p.purchase_prob + 0.14 {
-                        2
-                    } else if r < p.purchase_prob + 0.14 + p.share_prob {
-                        4
-                    } else {
-                        3
-                    };
-                    let mut origin = (channel, 0u8);
-                    let (mut amount, mut quantity) = (None, None);
-                    if kind == 0 {
-                        if rng.random_bool(0.3) {
-                            origin.0 = 2; // bought in a store
-                        }
-                        let q = if family && rng.random_bool(0.35) {
-                            rng.random_range(2..=4)
-                        } else {
-                            1
-                        };
-                        quantity = Some(f64::from(q));
-                        if origin.0 == 2 || rng.random_bool(0.6) {
-                            let price = world.items[target as usize].price;
-                            let paid = price * f64::from(q) * rng.random_range(0.85..=1.0);
-                            amount = Some((paid * 100.0).round() / 100.0);
-                        }
-                    }
-                    origin.1 = rng.random_range(0..ORIGINS[origin.0 as usize].1.len()) as u8;
-                    out.push(Row {
-                        ts,
-                        user: u as u32,
-                        kind,
-                        target,
-                        origin,
-                        amount,
-                        quantity,
-                        seq: 0,
-                    });
-                    ts += rng.random_range(5_000_000..240_000_000);
-                }
-            }
-            out.into_iter()
-        })
-        .collect();
-    rows.sort_by_key(|r| r.ts);
-    for (i, r) in rows.iter_mut().enumerate() {
-        r.seq = i as u32;
-    }
-    // Re-deliveries: 0.5 % of rows appear again a little later (same id).
-    let mut rng = stream(params.seed, u64::MAX - 1, u64::from(day));
-    let n = rows.len();
-    for i in 0..n {
-        if rng.random_bool(0.005) {
-            let dup = rows[i].clone();
-            rows.push(dup);
-        }
-    }
-    rows
-}
-
-fn target_id(world: &World, target: u32) -> String {
-    if target >= u32::MAX - EXTERNAL_TARGETS {
-        format!("page-{:05}", u32::MAX - target)
-    } else {
-        world.items[target as usize].id.clone()
-    }
-}
 
 fn interactions_frame(
     world: &World,
@@ -534,32 +19,24 @@ fn interactions_frame(
     rows: &[Row],
     day: u32,
 ) -> Result<DataFrame> {
-    let ids: Vec<String> = rows
-        .iter()
-        .map(|r| format!("ix-{day:04}-{:07}", r.seq))
-        .collect();
+    let ids: Vec<String> = rows.iter().map(|r| r.id(day)).collect();
+    let targets: Vec<(String, &str)> = rows.iter().map(|r| r.target(world)).collect();
     let ts = Int64Chunked::from_vec("timestamp".into(), rows.iter().map(|r| r.ts).collect())
         .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
     let df = DataFrame::new_infer_height(vec![
         Column::new("id".into(), ids),
         Column::new(
             "type".into(),
-            rows.iter()
-                .map(|r| KINDS[r.kind as usize])
-                .collect::<Vec<_>>(),
+            rows.iter().map(Row::kind_name).collect::<Vec<_>>(),
         ),
         ts.into_column(),
         Column::new(
             "origin_id".into(),
-            rows.iter()
-                .map(|r| ORIGINS[r.origin.0 as usize].1[r.origin.1 as usize])
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| r.origin().0).collect::<Vec<_>>(),
         ),
         Column::new(
             "origin_type".into(),
-            rows.iter()
-                .map(|r| ORIGINS[r.origin.0 as usize].0)
-                .collect::<Vec<_>>(),
+            rows.iter().map(|r| r.origin().1).collect::<Vec<_>>(),
         ),
         Column::new(
             "actor_id".into(),
@@ -570,21 +47,11 @@ fn interactions_frame(
         Column::new("actor_type".into(), vec!["user"; rows.len()]),
         Column::new(
             "target_id".into(),
-            rows.iter()
-                .map(|r| target_id(world, r.target))
-                .collect::<Vec<_>>(),
+            targets.iter().map(|t| t.0.as_str()).collect::<Vec<_>>(),
         ),
         Column::new(
             "target_type".into(),
-            rows.iter()
-                .map(|r| {
-                    if r.target >= u32::MAX - EXTERNAL_TARGETS {
-                        "page"
-                    } else {
-                        "product"
-                    }
-                })
-                .collect::<Vec<_>>(),
+            targets.iter().map(|t| t.1).collect::<Vec<_>>(),
         ),
         Column::new(
             "value".into(),
@@ -625,7 +92,7 @@ fn catalog_frame(world: &World) -> Result<DataFrame> {
             world
                 .items
                 .iter()
-                .map(|i| CATEGORIES[i.category].0)
+                .map(|i| world.category_name(i))
                 .collect::<Vec<_>>(),
         ),
         Column::new(
@@ -661,66 +128,49 @@ fn catalog_frame(world: &World) -> Result<DataFrame> {
 }
 
 fn users_frame(params: &WorldParams, people: &[Person]) -> Result<DataFrame> {
-    let mut rng = stream(params.seed, u64::MAX, 2);
-    let n = people.len();
-    let mut email = Vec::with_capacity(n);
-    let mut name = Vec::with_capacity(n);
-    let mut gender: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut birth_year = Vec::with_capacity(n);
-    let mut adults = Vec::with_capacity(n);
-    let mut kids = Vec::with_capacity(n);
-    let mut marital: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut income: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut registered = Vec::with_capacity(n);
-    const BANDS: [&str; 5] = ["<25k", "25-50k", "50-100k", "100-200k", "200k+"];
-    for (u, p) in people.iter().enumerate() {
-        let first = FIRST_NAMES.choose(&mut rng).expect("non-empty");
-        let last = LAST_NAMES.choose(&mut rng).expect("non-empty");
-        email.push(format!("user{u}@example.{}", ["com", "org", "net"][u % 3]));
-        name.push(rng.random_bool(0.9).then(|| format!("{first} {last}")));
-        gender.push(match rng.random::<f64>() {
-            x if x < 0.36 => Some("female"),
-            x if x < 0.72 => Some("male"),
-            x if x < 0.75 => Some("non_binary"),
-            _ => None,
-        });
-        birth_year.push(rng.random_bool(0.78).then_some(p.birth_year));
-        kids.push(rng.random_bool(0.7).then_some(p.kids as i32));
-        adults.push(
-            rng.random_bool(0.6)
-                .then(|| if rng.random_bool(0.6) { 2 } else { 1 }),
-        );
-        marital.push(rng.random_bool(0.65).then(|| {
-            if p.kids > 0 {
-                ["married", "partnered", "divorced"][rng.random_range(0..3)]
-            } else {
-                ["single", "married", "partnered", "widowed"][rng.random_range(0..4)]
-            }
-        }));
-        income.push(rng.random_bool(0.5).then(|| {
-            let band = (i32::from(p.class) - 1 + rng.random_range(-1..=1)).clamp(0, 4);
-            BANDS[band as usize]
-        }));
-        registered.push(
-            params.start.timestamp_micros() + i64::from(p.first_day) * 86_400_000_000
-                - rng.random_range(0..86_400_000_000),
-        );
-    }
-    let registered = Int64Chunked::from_vec("registered_at".into(), registered)
-        .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
+    let users = declared_users(params, people);
+    let registered = Int64Chunked::from_vec(
+        "registered_at".into(),
+        users.iter().map(|u| u.registered_at).collect(),
+    )
+    .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC));
     Ok(DataFrame::new_infer_height(vec![
         Column::new(
             "user_id".into(),
-            people.iter().map(|p| p.id.as_str()).collect::<Vec<_>>(),
+            users.iter().map(|u| u.user_id.as_str()).collect::<Vec<_>>(),
         ),
-        Column::new("email".into(), email),
-        Column::new("name".into(), name),
-        Column::new("gender".into(), gender),
-        Column::new("birth_year".into(), birth_year),
-        Column::new("adults".into(), adults),
-        Column::new("kids".into(), kids),
-        Column::new("marital_status".into(), marital),
-        Column::new("income_band".into(), income),
+        Column::new(
+            "email".into(),
+            users.iter().map(|u| u.email.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "name".into(),
+            users.iter().map(|u| u.name.as_deref()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "gender".into(),
+            users.iter().map(|u| u.gender).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "birth_year".into(),
+            users.iter().map(|u| u.birth_year).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "adults".into(),
+            users.iter().map(|u| u.adults).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "kids".into(),
+            users.iter().map(|u| u.kids).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "marital_status".into(),
+            users.iter().map(|u| u.marital_status).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "income_band".into(),
+            users.iter().map(|u| u.income_band).collect::<Vec<_>>(),
+        ),
         registered.into_column(),
     ])?)
 }
@@ -728,20 +178,7 @@ fn users_frame(params: &WorldParams, people: &[Person]) -> Result<DataFrame> {
 fn labels_frame(people: &[Person]) -> Result<DataFrame> {
     let topics: Vec<Series> = people
         .iter()
-        .map(|p| {
-            // The interests that carry at least 20 % of attention, strongest first.
-            let mut prev = 0.0;
-            let names: Vec<&str> = p
-                .interests
-                .iter()
-                .filter_map(|(c, cum)| {
-                    let w = cum - prev;
-                    prev = *cum;
-                    (w >= 0.2).then_some(CATEGORIES[*c].0)
-                })
-                .collect();
-            Series::new("".into(), names)
-        })
+        .map(|p| Series::new("".into(), p.topics()))
         .collect();
     Ok(DataFrame::new_infer_height(vec![
         Column::new(
