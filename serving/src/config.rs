@@ -16,12 +16,9 @@ pub struct Config {
     /// Address to listen on.
     #[arg(long, env = "MICRO_BIND", default_value = "0.0.0.0:8080")]
     pub bind: SocketAddr,
-    /// Database URL: sqlite://… (embedded) or postgres://….
-    #[arg(
-        long,
-        env = "MICRO_DATABASE_URL",
-        default_value = "sqlite://data/micro.db"
-    )]
+    /// Database URL: sqlite://… (embedded) or postgres://…. With --demo and
+    /// no URL given, the demo keeps its own file (`data/micro-demo.db`).
+    #[arg(long, env = "MICRO_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// NATS server; unset means the in-process bus.
     #[arg(long, env = "MICRO_NATS_URL")]
@@ -62,11 +59,50 @@ pub struct Config {
     /// fewer writes of busy users' profiles and more to re-fold after a crash.
     #[arg(long, env = "MICRO_PROFILE_FLUSH_MS", default_value_t = 5000)]
     pub profile_flush_ms: u64,
+    /// Demo mode: load a generated world (1,000 users, 60 days, the world the
+    /// committed demo model was trained on) into an empty database, then keep
+    /// interactions trickling in so the dashboard moves.
+    #[arg(long, env = "MICRO_DEMO")]
+    pub demo: bool,
+    /// Live interactions per second in demo mode.
+    #[arg(long, env = "MICRO_DEMO_RATE", default_value_t = 5.0)]
+    pub demo_rate: f64,
 }
 
+/// Where data lives when nothing is configured.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/micro.db";
+/// Where `--demo` keeps its world when no database is configured, apart
+/// from real data.
+pub const DEMO_DATABASE_URL: &str = "sqlite://data/micro-demo.db";
+
 impl Config {
+    /// The database to open: the configured one, or the demo's own file.
+    pub fn effective_database_url(&self) -> &str {
+        if self.demo && self.database_url == DEFAULT_DATABASE_URL {
+            DEMO_DATABASE_URL
+        } else {
+            &self.database_url
+        }
+    }
+
     /// The defaults, as if started with no flags and no environment.
     pub fn defaults() -> Config {
         Config::parse_from(["micro-serve"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_keeps_its_world_apart_unless_told_otherwise() {
+        let plain = Config::defaults();
+        assert_eq!(plain.effective_database_url(), DEFAULT_DATABASE_URL);
+        let demo = Config::parse_from(["micro-serve", "--demo"]);
+        assert_eq!(demo.effective_database_url(), DEMO_DATABASE_URL);
+        let chosen =
+            Config::parse_from(["micro-serve", "--demo", "--database-url", "sqlite://x.db"]);
+        assert_eq!(chosen.effective_database_url(), "sqlite://x.db");
     }
 }

@@ -6,6 +6,8 @@
 pub mod broker;
 pub mod bus;
 pub mod config;
+pub mod dashboard;
+pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod pipeline;

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::broker::{Broker, BrokerError};
 use crate::bus::{Bus, InProcessBus};
 use crate::config::Config;
+use crate::demo::{Demo, DemoParams};
 use crate::engine::{ActiveModel, Engine};
 use crate::pipeline::{Limits, Pipeline, Tasks};
 use crate::routes::{app, models::load_scorer, AppState, Shared, MODEL_NAME};
@@ -34,6 +35,8 @@ pub enum StartupError {
     Broker(#[from] BrokerError),
     #[error(transparent)]
     Welcome(#[from] WelcomeError),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -47,7 +50,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> Result<Application, StartupError> {
-        let store = store::connect(&config.database_url).await?;
+        let store = store::connect(config.effective_database_url()).await?;
         let engine = Arc::new(Engine::new());
         let metrics = Metrics::new();
         let registry = Arc::new(Registry::new(&config.models_dir));
@@ -105,6 +108,25 @@ impl Application {
             }
             None => None,
         };
+        let mut demo_status = None;
+        if config.demo {
+            let demo = Demo::new(DemoParams {
+                per_second: config.demo_rate,
+                ..DemoParams::default()
+            });
+            let load = demo
+                .needs_loading(&store, config.effective_database_url())
+                .await?;
+            tracing::info!(load, per_second = config.demo_rate, "demo mode");
+            demo_status = Some(demo.status());
+            tasks.add_feeders(vec![tokio::spawn(crate::demo::run(
+                demo,
+                pipeline.clone(),
+                metrics.clone(),
+                load,
+                tasks.feeder_stop(),
+            ))]);
+        }
         let listener =
             TcpListener::bind(config.bind)
                 .await
@@ -135,6 +157,7 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             promoting: Arc::new(tokio::sync::Mutex::new(())),
             cors_origins: config.cors_origins.clone(),
+            demo: demo_status,
         });
         Ok(Application {
             listener,

@@ -68,6 +68,8 @@ pub struct Shared {
     pub promoting: Arc<tokio::sync::Mutex<()>>,
     /// Browser origins allowed to call the API.
     pub cors_origins: Vec<String>,
+    /// Progress of `--demo`, when on.
+    pub demo: Option<Arc<crate::demo::DemoStatus>>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -103,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .merge(crate::dashboard::routes())
         .fallback(ops::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),

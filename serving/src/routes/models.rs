@@ -14,7 +14,7 @@ use crate::engine::ActiveModel;
 use crate::error::{ApiResult, AppError};
 
 #[utoipa::path(get, path = "/v1/models", tag = "models",
-    responses((status = 200, description = "{serving, current, versions: [{version, createdAt, metrics, belowBaseline}]}")))]
+    responses((status = 200, description = "{serving, current, versions: [{version, createdAt, models, labelVocabularies, metrics, belowBaseline}]}")))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let registry = state.registry.clone();
     let (current, versions) = tokio::task::spawn_blocking(move || {
@@ -34,6 +34,7 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
                 "codeVersion": m.code_version,
                 "featureSchemaHash": m.feature_schema.hash,
                 "models": m.models,
+                "labelVocabularies": m.label_vocabularies,
                 "belowBaseline": m.below_baseline(),
                 "metrics": m.metrics,
             })

@@ -60,12 +60,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
         Some(_) => "nats: disconnected (events wait in the outbox)",
     };
     match db {
-        Ok(Ok(())) => (
-            StatusCode::OK,
-            Json(
-                json!({"ready": true, "database": state.store.backend(), "model": model, "bus": bus}),
-            ),
-        ),
+        Ok(Ok(())) => {
+            let mut body = json!({"ready": true, "database": state.store.backend(), "model": model, "bus": bus});
+            if let Some(demo) = &state.demo {
+                body["demo"] = demo.to_json();
+            }
+            (StatusCode::OK, Json(body))
+        }
         Ok(Err(e)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"ready": false, "reason": format!("database: {e}")})),
