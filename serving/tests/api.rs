@@ -2020,3 +2020,88 @@ async fn dashboard_works_in_a_real_browser() {
     assert!(report.contains("# fail 0"), "{report}");
     app.stop().await;
 }
+
+/// The database goes away while interactions arrive over NATS: nothing is
+/// acknowledged until it is stored, so when the database is back every
+/// interaction is stored, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_consumer_waits_out_a_database_outage() {
+    use sqlx::Connection;
+    let nats = NatsServer::start();
+    let world = World::new(Backend::Postgres).await;
+    let app = world.spawn_with(&["--nats-url", &nats.url()]).await;
+    let t = catalog_targets(&world, 5);
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let publish = |from: usize, to: usize| {
+        let (js, t) = (&js, &t);
+        async move {
+            for n in from..to {
+                let v = interaction(
+                    &format!("db-{}", n % 10),
+                    &t[n % 5],
+                    "VIEW",
+                    1 + (n % 28) as u32,
+                    Some(&format!("db-{n}")),
+                );
+                publish_when_ready(
+                    js,
+                    "micro.interactions.shop",
+                    serde_json::to_vec(&v).unwrap(),
+                )
+                .await;
+            }
+        }
+    };
+    publish(0, 50).await;
+    eventually("the first 50 to be stored", || async {
+        metric(&app, "micro_bus_interactions_total").await >= 50.0
+    })
+    .await;
+
+    let (_, name) = world.database_url.rsplit_once('/').unwrap();
+    let mut admin = sqlx::PgConnection::connect(&postgres_admin_url())
+        .await
+        .unwrap();
+    sqlx::raw_sql(&format!(
+        "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    publish(50, 150).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        metric(&app, "micro_bus_interactions_total").await < 150.0,
+        "nothing can be stored while the database is away"
+    );
+    sqlx::raw_sql(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let mut stored = Value::Null;
+    for _ in 0..300 {
+        let (s, events) = app
+            .get_json("/v1/events?type=interaction.recorded&limit=500")
+            .await;
+        if s == StatusCode::OK && events["items"].as_array().map(Vec::len) == Some(150) {
+            stored = events;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored.is_object(), "all 150 stored after the outage");
+    let mut total = 0;
+    for u in 0..10 {
+        let (s, p) = app.get_json(&format!("/v1/profiles/db-{u}")).await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        total += p["interactionCount"].as_u64().unwrap();
+    }
+    assert_eq!(total, 150, "each interaction counted once");
+    eventually("the consumer to catch up", || async {
+        metric(&app, "micro_bus_consumer_pending").await == 0.0
+    })
+    .await;
+    app.stop().await;
+}
