@@ -457,11 +457,27 @@ impl Engine {
     /// since it was last announced (see [`material`]), and the seq they are
     /// current to.
     pub fn take_dirty(&self) -> (Vec<Profile>, Vec<bool>, i64) {
+        let (users, seq) = self.take_dirty_users();
+        let (profiles, announce) = self.profiles_to_write(&users);
+        (profiles, announce, seq)
+    }
+
+    /// The users [`Engine::take_dirty`] would write, and the seq up to which
+    /// their profiles will then be current; their profiles are built later,
+    /// chunk by chunk, with [`Engine::profiles_to_write`] (a later state is
+    /// as good: it is at least as new as the seq).
+    pub fn take_dirty_users(&self) -> (Vec<Box<str>>, i64) {
         let seq = self.folded_seq.load(Ordering::SeqCst);
         let users: Vec<Box<str>> = lock(&self.dirty).drain().collect();
+        (users, seq)
+    }
+
+    /// The current profiles of these users, each with whether what it says
+    /// changed since it was last announced (users no longer held are skipped).
+    pub fn profiles_to_write(&self, users: &[Box<str>]) -> (Vec<Profile>, Vec<bool>) {
         let mut profiles = Vec::with_capacity(users.len());
         let mut announce = Vec::with_capacity(users.len());
-        for u in &users {
+        for u in users {
             let mut shard = self.shard(u);
             let Some(entry) = shard.get_mut(&**u) else {
                 continue;
@@ -472,7 +488,7 @@ impl Engine {
             entry.announced = said;
             profiles.push(profile);
         }
-        (profiles, announce, seq)
+        (profiles, announce)
     }
 
     /// Marks profiles whose write failed to be written (and announced) again.
