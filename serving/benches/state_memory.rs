@@ -107,7 +107,8 @@ fn main() {
                 folded += batch.len();
                 batch.clear();
                 // The pipeline's flusher drains these; here nothing persists.
-                let _ = engine.take_dirty();
+                let (users, _) = engine.take_dirty_users();
+                let _ = engine.profiles_to_write(&users);
             }
         }
     }
@@ -115,7 +116,8 @@ fn main() {
         let refs: Vec<&Interaction> = batch.iter().collect();
         engine.fold(&refs, seq + batch.len() as i64, start_ts, false);
         folded += batch.len();
-        let _ = engine.take_dirty();
+        let (users, _) = engine.take_dirty_users();
+        let _ = engine.profiles_to_write(&users);
     }
     let secs = started.elapsed().as_secs_f64();
     let grown = rss_bytes().saturating_sub(before);

@@ -58,10 +58,11 @@ impl Default for DemoParams {
     }
 }
 
-/// The generated world and where its history ends.
+/// The generated world, its history ending today, and the pace of what follows.
 #[derive(Debug)]
 pub struct Demo {
-    params: DemoParams,
+    /// Live interactions per second.
+    per_second: f64,
     world_params: WorldParams,
     world: World,
     people: Vec<Person>,
@@ -105,7 +106,7 @@ impl Demo {
             world: build_catalog(&world_params),
             people: make_people(&world_params),
             world_params,
-            params,
+            per_second: params.per_second,
             status: Arc::default(),
         }
     }
@@ -153,7 +154,7 @@ impl Demo {
             pipeline.register(record, event).await?;
         }
         let mut ingested = 0;
-        for day in 0..self.params.days {
+        for day in 0..self.world_params.days {
             let rows = day_rows(&self.world_params, &self.world, &self.people, day);
             let batch = rows
                 .iter()
@@ -169,7 +170,7 @@ impl Demo {
         tracing::info!(
             users = users.len(),
             interactions = ingested,
-            days = self.params.days,
+            days = self.world_params.days,
             "demo world loaded"
         );
         Ok(ingested)
@@ -195,10 +196,10 @@ impl Demo {
         metrics: &Metrics,
         mut stop: watch::Receiver<bool>,
     ) {
-        let pause = Duration::from_secs_f64(1.0 / self.params.per_second.max(0.01));
+        let pause = Duration::from_secs_f64(1.0 / self.per_second.max(0.01));
         // Ids unique to this run: a restarted demo plays the same days again.
         let run = Utc::now().timestamp();
-        let mut day = self.params.days;
+        let mut day = self.world_params.days;
         self.status.live.store(true, Ordering::Relaxed);
         loop {
             let rows = day_rows(&self.world_params, &self.world, &self.people, day);

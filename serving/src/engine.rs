@@ -452,20 +452,10 @@ impl Engine {
         profiles
     }
 
-    /// Takes the dirty profiles and the seq up to which they are current.
-    /// Changed profiles to write, each with whether what it says changed
-    /// since it was last announced (see [`material`]), and the seq they are
-    /// current to.
-    pub fn take_dirty(&self) -> (Vec<Profile>, Vec<bool>, i64) {
-        let (users, seq) = self.take_dirty_users();
-        let (profiles, announce) = self.profiles_to_write(&users);
-        (profiles, announce, seq)
-    }
-
-    /// The users [`Engine::take_dirty`] would write, and the seq up to which
-    /// their profiles will then be current; their profiles are built later,
-    /// chunk by chunk, with [`Engine::profiles_to_write`] (a later state is
-    /// as good: it is at least as new as the seq).
+    /// Takes the users whose profiles changed, and the seq up to which their
+    /// profiles will then be current; their profiles are built later, chunk
+    /// by chunk, with [`Engine::profiles_to_write`] (a later state is as
+    /// good: it is at least as new as the seq).
     pub fn take_dirty_users(&self) -> (Vec<Box<str>>, i64) {
         let seq = self.folded_seq.load(Ordering::SeqCst);
         let users: Vec<Box<str>> = lock(&self.dirty).drain().collect();
@@ -473,7 +463,8 @@ impl Engine {
     }
 
     /// The current profiles of these users, each with whether what it says
-    /// changed since it was last announced (users no longer held are skipped).
+    /// changed since it was last announced (see [`material`]); users no
+    /// longer held are skipped.
     pub fn profiles_to_write(&self, users: &[Box<str>]) -> (Vec<Profile>, Vec<bool>) {
         let mut profiles = Vec::with_capacity(users.len());
         let mut announce = Vec::with_capacity(users.len());
@@ -556,6 +547,12 @@ mod tests {
         .expect("valid")
     }
 
+    /// Every changed profile and its announce flag, as the flusher takes them.
+    fn take_dirty(engine: &Engine) -> (Vec<Profile>, Vec<bool>) {
+        let (users, _) = engine.take_dirty_users();
+        engine.profiles_to_write(&users)
+    }
+
     #[test]
     fn profiles_are_announced_when_what_they_say_changes() {
         let engine = Engine::new();
@@ -564,20 +561,20 @@ mod tests {
             real_life_stage: None,
         };
         engine.register("u", declared("f"), 1);
-        let (_, announce, _) = engine.take_dirty();
+        let (_, announce) = take_dirty(&engine);
         assert_eq!(announce, vec![true], "a new profile is news");
         // Only the count changes: written, not announced.
         let i = view("u", "a");
         engine.fold(&[&i], 1, 2, false);
-        let (profiles, announce, _) = engine.take_dirty();
+        let (profiles, announce) = take_dirty(&engine);
         assert_eq!(profiles[0].interaction_count, 1);
         assert_eq!(announce, vec![false]);
         engine.register("u", declared("m"), 3);
-        let (_, announce, _) = engine.take_dirty();
+        let (_, announce) = take_dirty(&engine);
         assert_eq!(announce, vec![true]);
         // A failed write is announced again when retried.
         engine.retry_profiles(["u"]);
-        let (_, announce, _) = engine.take_dirty();
+        let (_, announce) = take_dirty(&engine);
         assert_eq!(announce, vec![true]);
     }
 }

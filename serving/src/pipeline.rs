@@ -323,9 +323,9 @@ impl Pipeline {
         // instead of waiting for one long profile write. The seq is recorded
         // with the last chunk only (a crash before it re-folds them all).
         // With nothing to write, one empty chunk still records the seq.
-        // Profiles are built chunk by chunk, and the task yields between
-        // chunks: building tens of thousands at once held a runtime thread
-        // for tens of milliseconds, and requests queued behind it.
+        // Profiles are built chunk by chunk (each save is an await point):
+        // building tens of thousands at once held a runtime thread for tens
+        // of milliseconds.
         let chunks: Vec<&[Box<str>]> = if users.is_empty() {
             vec![&[]]
         } else {
@@ -347,7 +347,6 @@ impl Pipeline {
                 self.engine.retry_profiles(unsaved.map(|u| &**u));
                 return Err(e.into());
             }
-            tokio::task::yield_now().await;
         }
         *saved_seq = seq;
         Ok(())

@@ -570,18 +570,40 @@ async fn publish_when_ready(js: &async_nats::jetstream::Context, subject: &str, 
 }
 
 /// Polls until `check` holds (10 s at most).
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    for _ in 0..200 {
+    eventually_within(what, Duration::from_secs(10), check).await
+}
+
+/// Polls `check` every 50 ms until it holds, or panics after `limit`.
+async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
         if check().await {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+/// Sum of `interactionCount` over the profiles `{prefix}0` … `{prefix}{n-1}`
+/// (each must exist).
+async fn interactions_counted(app: &TestApp, prefix: &str, n: usize) -> u64 {
+    let mut total = 0;
+    for u in 0..n {
+        let (s, p) = app.get_json(&format!("/v1/profiles/{prefix}{u}")).await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        total += p["interactionCount"].as_u64().unwrap();
+    }
+    total
 }
 
 async fn metric(app: &TestApp, name: &str) -> f64 {
@@ -633,13 +655,11 @@ async fn nats_interactions_are_stored_once_and_bad_ones_dead_lettered(backend: B
             && metric(&app, "micro_bus_dead_letters_total").await >= 1.0
     })
     .await;
-    let mut total = 0;
-    for u in 0..20 {
-        let (s, p) = app.get_json(&format!("/v1/profiles/bus-{u}")).await;
-        assert_eq!(s, StatusCode::OK, "{p}");
-        total += p["interactionCount"].as_u64().unwrap();
-    }
-    assert_eq!(total, 200, "each interaction counted once");
+    assert_eq!(
+        interactions_counted(&app, "bus-", 20).await,
+        200,
+        "each interaction counted once"
+    );
     let (_, events) = app
         .get_json("/v1/events?type=interaction.recorded&limit=500")
         .await;
@@ -2080,25 +2100,22 @@ async fn nats_consumer_waits_out_a_database_outage() {
         .await
         .unwrap();
 
-    let mut stored = Value::Null;
-    for _ in 0..300 {
-        let (s, events) = app
-            .get_json("/v1/events?type=interaction.recorded&limit=500")
-            .await;
-        if s == StatusCode::OK && events["items"].as_array().map(Vec::len) == Some(150) {
-            stored = events;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(stored.is_object(), "all 150 stored after the outage");
-    let mut total = 0;
-    for u in 0..10 {
-        let (s, p) = app.get_json(&format!("/v1/profiles/db-{u}")).await;
-        assert_eq!(s, StatusCode::OK, "{p}");
-        total += p["interactionCount"].as_u64().unwrap();
-    }
-    assert_eq!(total, 150, "each interaction counted once");
+    eventually_within(
+        "all 150 stored after the outage",
+        Duration::from_secs(30),
+        || async {
+            let (s, events) = app
+                .get_json("/v1/events?type=interaction.recorded&limit=500")
+                .await;
+            s == StatusCode::OK && events["items"].as_array().map(Vec::len) == Some(150)
+        },
+    )
+    .await;
+    assert_eq!(
+        interactions_counted(&app, "db-", 10).await,
+        150,
+        "each interaction counted once"
+    );
     eventually("the consumer to catch up", || async {
         metric(&app, "micro_bus_consumer_pending").await == 0.0
     })
