@@ -64,6 +64,9 @@ struct Entry {
     declared: Option<Declared>,
     scored: Scored,
     updated_at_micros: i64,
+    /// The state's interaction count when `scored` was computed; scores are
+    /// stale when it differs (see [`Engine::fold`]). `u32::MAX`: never.
+    scored_count: u32,
     /// Fingerprint of what the profile said when last announced
     /// (`profile.updated` on the broker); 0: never.
     announced: u64,
@@ -76,8 +79,36 @@ impl Entry {
             declared: None,
             scored: Scored::default(),
             updated_at_micros: now,
+            scored_count: u32::MAX,
             announced: 0,
         }
+    }
+
+    fn count(&self) -> u32 {
+        u32::try_from(self.state.interaction_count()).unwrap_or(u32::MAX - 1)
+    }
+
+    /// Whether the scores predate the state.
+    fn is_stale(&self) -> bool {
+        self.scored_count != self.count()
+    }
+
+    /// Scores a stale entry on its own, as of its last fold (the batched
+    /// path is [`Engine::rescore_with`]; this one runs under the shard lock,
+    /// so no fold can slip in between).
+    fn refresh(&mut self, model: Option<&ActiveModel>) {
+        if !self.is_stale() {
+            return;
+        }
+        self.scored = match model.filter(|_| self.state.interaction_count() > 0) {
+            Some(m) => {
+                let now = self.updated_at_micros;
+                let as_of = now.max(self.state.last_timestamp_micros().unwrap_or(now));
+                m.scored(m.scorer.score(&self.state, as_of))
+            }
+            None => Scored::default(),
+        };
+        self.scored_count = self.count();
     }
 
     fn profile(&self, user_id: &str) -> Profile {
@@ -296,9 +327,14 @@ impl Engine {
             .sum()
     }
 
-    /// The live profile of a user held in memory.
+    /// The live profile of a user held in memory, scored first when the
+    /// scores predate their last interactions.
     pub fn profile(&self, user_id: &str) -> Option<Profile> {
-        self.shard(user_id).get(user_id).map(|e| e.profile(user_id))
+        let model = self.model();
+        let mut shard = self.shard(user_id);
+        let entry = shard.get_mut(user_id)?;
+        entry.refresh(model.as_deref());
+        Some(entry.profile(user_id))
     }
 
     /// The features states are folded with: the model's, or without a model
@@ -355,9 +391,13 @@ impl Engine {
     }
 
     /// Folds newly stored interactions (each exactly once, `max_seq` the
-    /// highest among them), re-scores every user touched, and returns their
-    /// profiles when `want_profiles` (building them costs; skip it when no
-    /// one listens).
+    /// highest among them) and marks every user touched dirty. With
+    /// `want_profiles` (someone listens for `profile.updated`) they are
+    /// scored now and their profiles returned; otherwise scoring waits until
+    /// a profile is read or written back: a user with several interactions
+    /// between those is scored once, not for each (under batched load most
+    /// users are), and with the same result — scores are taken as of the
+    /// last fold's time either way.
     pub fn fold(
         &self,
         interactions: &[&Interaction],
@@ -380,10 +420,16 @@ impl Engine {
             };
             touched.push(user);
             entry.state.fold(spec, &FoldInput::new(i, index));
+            entry.updated_at_micros = now;
         }
         touched.sort_unstable();
         touched.dedup();
-        let profiles = self.rescore_with(&touched, model.as_deref(), now, want_profiles);
+        let profiles = if want_profiles {
+            self.rescore_with(&touched, model.as_deref(), Some(now), true)
+        } else {
+            self.mark_dirty(touched.iter().copied());
+            Vec::new()
+        };
         self.folded_seq.fetch_max(max_seq, Ordering::SeqCst);
         profiles
     }
@@ -393,17 +439,23 @@ impl Engine {
     /// profiles when `want_profiles`. Users not held are skipped.
     pub fn rescore(&self, users: &[&str], now: i64, want_profiles: bool) -> Vec<Profile> {
         let model = self.model();
-        self.rescore_with(users, model.as_deref(), now, want_profiles)
+        self.rescore_with(users, model.as_deref(), Some(now), want_profiles)
     }
 
+    /// Scores users (one matrix through each model). With `now`: all of
+    /// them, as of `now`, which becomes their update time, and they are
+    /// marked dirty. Without: only those whose scores are stale, as of their
+    /// last fold (what [`Engine::fold`] defers). Scores of a state that
+    /// changed meanwhile are dropped (it stays stale, and whoever reads it
+    /// next scores it: see [`Entry::refresh`]).
     fn rescore_with(
         &self,
         users: &[&str],
         model: Option<&ActiveModel>,
-        now: i64,
+        now: Option<i64>,
         want_profiles: bool,
     ) -> Vec<Profile> {
-        let mut present: Vec<&str> = Vec::with_capacity(users.len());
+        let mut present: Vec<(&str, u32)> = Vec::with_capacity(users.len());
         let mut scores = Vec::new();
         if let Some(m) = model {
             let width = m.scorer.spec.len();
@@ -413,8 +465,12 @@ impl Engine {
             for &u in users {
                 let shard = self.shard(u);
                 let Some(entry) = shard.get(u) else { continue };
-                present.push(u);
+                if now.is_none() && !entry.is_stale() {
+                    continue;
+                }
+                present.push((u, entry.count()));
                 if entry.state.interaction_count() > 0 {
+                    let now = now.unwrap_or(entry.updated_at_micros);
                     let as_of = now.max(entry.state.last_timestamp_micros().unwrap_or(now));
                     row.clear();
                     entry.state.write_vector(&m.scorer.spec, as_of, &mut row);
@@ -430,25 +486,39 @@ impl Engine {
                 scores[i] = Some(s);
             }
         } else {
-            present.extend(users.iter().copied().filter(|u| self.is_loaded(u)));
+            for &u in users {
+                let shard = self.shard(u);
+                let Some(entry) = shard.get(u) else { continue };
+                if now.is_some() || entry.is_stale() {
+                    present.push((u, entry.count()));
+                }
+            }
         }
         let mut profiles = Vec::with_capacity(present.len());
-        for (i, &u) in present.iter().enumerate() {
+        for (i, &(u, count)) in present.iter().enumerate() {
             let mut shard = self.shard(u);
             let Some(entry) = shard.get_mut(u) else {
                 continue;
             };
+            if entry.count() != count {
+                continue;
+            }
             // A user with no interactions has no scores, and no model version.
             entry.scored = match (model, scores.get_mut(i).and_then(Option::take)) {
                 (Some(m), Some(s)) => m.scored(s),
                 _ => Scored::default(),
             };
-            entry.updated_at_micros = now;
+            entry.scored_count = count;
+            if let Some(now) = now {
+                entry.updated_at_micros = now;
+            }
             if want_profiles {
                 profiles.push(entry.profile(u));
             }
         }
-        self.mark_dirty(present.iter().copied());
+        if now.is_some() {
+            self.mark_dirty(present.iter().map(|(u, _)| *u));
+        }
         profiles
     }
 
@@ -466,6 +536,9 @@ impl Engine {
     /// changed since it was last announced (see [`material`]); users no
     /// longer held are skipped.
     pub fn profiles_to_write(&self, users: &[Box<str>]) -> (Vec<Profile>, Vec<bool>) {
+        let names: Vec<&str> = users.iter().map(|u| &**u).collect();
+        let model = self.model();
+        self.rescore_with(&names, model.as_deref(), None, false);
         let mut profiles = Vec::with_capacity(users.len());
         let mut announce = Vec::with_capacity(users.len());
         for u in users {
@@ -473,6 +546,8 @@ impl Engine {
             let Some(entry) = shard.get_mut(&**u) else {
                 continue;
             };
+            // Folded again since the batch above scored it.
+            entry.refresh(model.as_deref());
             let profile = entry.profile(u);
             let said = material(&profile);
             announce.push(said != entry.announced);
@@ -551,6 +626,76 @@ mod tests {
     fn take_dirty(engine: &Engine) -> (Vec<Profile>, Vec<bool>) {
         let (users, _) = engine.take_dirty_users();
         engine.profiles_to_write(&users)
+    }
+
+    /// The committed demo model, with a few of its catalog's targets.
+    fn committed_model() -> (ActiveModel, Vec<String>) {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let artifact = features::registry::Registry::new(&root)
+            .load_current("profile")
+            .expect("a promoted model in models/");
+        let scorer = ProfileScorer::from_artifact(&artifact).expect("model loads");
+        let targets = scorer.index.catalog().items()[..20]
+            .iter()
+            .map(|i| i.target_id.clone())
+            .collect();
+        (ActiveModel::new(scorer), targets)
+    }
+
+    #[test]
+    fn lazy_scores_equal_eager_scores() {
+        let engines = [Engine::new(), Engine::new()];
+        let mut targets = Vec::new();
+        for engine in &engines {
+            let (model, t) = committed_model();
+            engine.set_model(model);
+            targets = t;
+        }
+        let kinds = ["VIEW", "SAVE", "PURCHACE", "SHARE"];
+        let mut n = 0;
+        // Groups folded at different times; users touched in several.
+        for group in 0..6i64 {
+            let batch: Vec<Interaction> = (0..25)
+                .map(|k: usize| {
+                    n += 1;
+                    let mut json = serde_json::json!({
+                        "id": format!("i{n}"), "type": kinds[n % 4],
+                        "timestamp": format!("2026-10-{:02}T12:00:00Z", 1 + group * 3 + (k % 3) as i64),
+                        "origin": {"id": "web", "type": "site"},
+                        "actor": {"id": format!("u{}", (k * 7 + group as usize) % 9), "type": "user"},
+                        "target": {"id": targets[n % targets.len()], "type": "product"},
+                    });
+                    if kinds[n % 4] == "PURCHACE" {
+                        json["value"] = serde_json::json!({"amount": 10 + n, "currency": "USD"});
+                    }
+                    Interaction::from_json(&json).expect("valid")
+                })
+                .collect();
+            let refs: Vec<&Interaction> = batch.iter().collect();
+            let now = 1_790_000_000_000_000 + group * 1_000_000;
+            let eager = engines[0].fold(&refs, group, now, true);
+            assert!(!eager.is_empty(), "eager folding returns the profiles");
+            assert!(engines[1].fold(&refs, group, now, false).is_empty());
+            // Read some users between groups (scores them), leave others.
+            if group % 2 == 0 {
+                for u in ["u0", "u3"] {
+                    assert_eq!(engines[0].profile(u), engines[1].profile(u));
+                }
+            }
+        }
+        for k in 0..9 {
+            let u = format!("u{k}");
+            let eager = engines[0].profile(&u).expect("held");
+            assert!(eager.model_version.is_some() && eager.interaction_count > 0);
+            assert_eq!(Some(eager), engines[1].profile(&u), "{u}");
+        }
+        // The write-back sees the same profiles.
+        let (mut eager, _) = take_dirty(&engines[0]);
+        let (mut lazy, _) = take_dirty(&engines[1]);
+        eager.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        lazy.sort_by(|a, b| a.user_id.cmp(&b.user_id));
+        assert_eq!(eager.len(), 9);
+        assert_eq!(eager, lazy);
     }
 
     #[test]

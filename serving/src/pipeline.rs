@@ -41,9 +41,11 @@ use crate::store::{Appended, Erasure, EventRecord, Store, StoreError, UserRecord
 const FLUSH_CHUNK: usize = 100;
 /// Most interactions committed in one transaction.
 pub const MAX_GROUP: usize = 20_000;
-/// Interactions the indexer moves per transaction: small, because a commit
-/// waits behind it (SQLite has one writer at a time).
-const INDEX_BATCH: usize = 10_000;
+/// Interactions the indexer moves per transaction. Appends do not wait for
+/// it (on SQLite the index tables have a file and a writer of their own), so
+/// it is as large as keeps the tail small: ids arrive in random order, and a
+/// larger batch writes each touched index page for more of them.
+const INDEX_BATCH: usize = 50_000;
 /// How long the indexer rests when less than a batch is waiting.
 const INDEX_IDLE: Duration = Duration::from_millis(100);
 /// How often the write-ahead log is checkpointed in the background.

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use features::{Interaction, Profile, UserRegistration};
 use serde::{Deserialize, Serialize};
 
-pub use sql::{PostgresStore, SqliteStore, MAX_TAIL};
+pub use sql::{sqlite_sidecars, PostgresStore, SqliteStore, MAX_TAIL};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -110,6 +110,13 @@ struct LogState {
     /// indexer, deletions), so the tables and the tail change together — and,
     /// on SQLite, by every other write too (see [`LogState::other_write`]).
     writing: tokio::sync::Mutex<()>,
+    /// Held by whatever writes the log's index tables (the indexer, and
+    /// deletions, which take `writing` first). On SQLite they live in a file
+    /// of their own, so the indexer never holds appends up.
+    indexing: tokio::sync::Mutex<()>,
+    /// Held on SQLite by profile writes (a file of their own, see
+    /// `sqlite_derived.sql`), taken after `writing` and `indexing`.
+    profiles: tokio::sync::Mutex<()>,
     /// Whether writes that do not touch the log take `writing` as well.
     serial_writes: bool,
     /// Whether events are also written to the outbox (a broker is configured).
@@ -131,10 +138,47 @@ impl LogState {
         }
     }
 
+    /// The lock for a profile write; with the outbox on, the main file's
+    /// too (the `profile.updated` events go to the outbox there).
+    async fn profile_write(
+        &self,
+    ) -> Option<(
+        Option<tokio::sync::MutexGuard<'_, ()>>,
+        tokio::sync::MutexGuard<'_, ()>,
+    )> {
+        if !self.serial_writes {
+            return None;
+        }
+        let main = if self.outbox.load(std::sync::atomic::Ordering::Relaxed) {
+            Some(self.writing.lock().await)
+        } else {
+            None
+        };
+        Some((main, self.profiles.lock().await))
+    }
+
+    /// Every lock, in the one order all writers take them.
+    async fn all_writes(&self) -> [tokio::sync::MutexGuard<'_, ()>; 3] {
+        let writing = self.writing.lock().await;
+        let indexing = self.indexing.lock().await;
+        [writing, indexing, self.profiles.lock().await]
+    }
+
     fn tail(&self) -> MutexGuard<'_, LogTail> {
         // A panic while holding the lock leaves the tail consistent (every
         // method finishes its change before returning): keep using it.
         self.tail.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The table a log position is kept in: beside the rows it describes, so it
+/// is written in their transaction (on SQLite the index tables and the
+/// profiles are in files of their own).
+fn meta_table(key: &str) -> &'static str {
+    match key {
+        "indexed_seq" => "index_meta",
+        "profiles_seq" => "profile_meta",
+        _ => "meta",
     }
 }
 
@@ -178,19 +222,34 @@ macro_rules! sql_store {
                     let user: String = row.try_get("user_id")?;
                     tail.push(row.try_get("seq")?, &id, &user);
                 }
-                Ok($store {
+                let store = $store {
                     pool,
                     log: Arc::new(LogState {
                         tail: Mutex::new(tail),
                         writing: tokio::sync::Mutex::new(()),
+                        indexing: tokio::sync::Mutex::new(()),
+                        profiles: tokio::sync::Mutex::new(()),
                         serial_writes: $serial_writes,
                         outbox: std::sync::atomic::AtomicBool::new(false),
                     }),
-                })
+                };
+                let pending: Vec<String> = sqlx::query_scalar("SELECT user_id FROM erasures")
+                    .fetch_all(&store.pool)
+                    .await?;
+                for user in pending {
+                    tracing::warn!(user, "finishing an erasure a stop interrupted");
+                    store.erase_locked(&user, true).await?;
+                    let sql = Self::sql("DELETE FROM erasures WHERE user_id = ?");
+                    sqlx::query(&sql).bind(&user).execute(&store.pool).await?;
+                }
+                Ok(store)
             }
 
             async fn meta(pool: &$pool, key: &str) -> Result<i64> {
-                let sql = Self::sql("SELECT value FROM meta WHERE key = ?");
+                let sql = Self::sql_owned(format!(
+                    "SELECT value FROM {} WHERE key = ?",
+                    meta_table(key)
+                ));
                 let row = sqlx::query(&sql).bind(key).fetch_optional(pool).await?;
                 Ok(row.map(|r| r.try_get("value")).transpose()?.unwrap_or(0))
             }
@@ -250,10 +309,11 @@ macro_rules! sql_store {
                 key: &str,
                 value: i64,
             ) -> Result<()> {
-                let sql = Self::sql(
-                    "INSERT INTO meta (key, value) VALUES (?, ?) \
+                let sql = Self::sql_owned(format!(
+                    "INSERT INTO {} (key, value) VALUES (?, ?) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                );
+                    meta_table(key)
+                ));
                 sqlx::query(&sql).bind(key).bind(value).execute(&mut **tx).await?;
                 Ok(())
             }
@@ -268,15 +328,19 @@ macro_rules! sql_store {
                 Self::set_meta(tx, "log_seq", last).await
             }
 
-            /// Ids of `ids` already in the index tables.
+            /// Ids of `ids` already in the log, found through its index
+            /// tables. Joined with the log: an entry can outlive its row
+            /// (see `delete_interaction`).
             async fn indexed_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
                 let mut found = HashSet::new();
                 if self.log.tail().indexed_seq == 0 {
                     return Ok(found);
                 }
                 for chunk in ids.chunks(LOOKUP_CHUNK) {
-                    let mut q =
-                        QueryBuilder::<$db>::new("SELECT id FROM interaction_ids WHERE id IN (");
+                    let mut q = QueryBuilder::<$db>::new(
+                        "SELECT x.id FROM interaction_ids x JOIN interactions i ON i.seq = x.seq \
+                         WHERE x.id IN (",
+                    );
                     let mut list = q.separated(", ");
                     for id in chunk {
                         list.push_bind(*id);
@@ -288,6 +352,14 @@ macro_rules! sql_store {
                 }
                 Ok(found)
             }
+            fn sql_owned(sql: String) -> String {
+                if $placeholders {
+                    numbered(&sql)
+                } else {
+                    sql
+                }
+            }
+
             fn sql(sql: &'static str) -> Cow<'static, str> {
                 if $placeholders {
                     Cow::Owned(numbered(sql))
@@ -359,6 +431,81 @@ macro_rules! sql_store {
                 })
             }
 
+            /// Removes every row of a user in one transaction; call with
+            /// every write lock held (or before serving). `finishing`: an
+            /// erasure a crash interrupted, whose files may have committed
+            /// apart — the log is searched by its user column (a full scan)
+            /// rather than through index entries that may be gone.
+            async fn erase_locked(
+                &self,
+                user_id: &str,
+                finishing: bool,
+            ) -> Result<(Erasure, Option<Event>)> {
+                let tail = self.log.tail().user_seqs(user_id);
+                let mut tx = self.pool.begin().await?;
+                Self::keep_high_water_mark(&mut tx, &self.log).await?;
+                // Ids first: they are found through the rows about to go.
+                let ids = if finishing {
+                    "DELETE FROM interaction_ids WHERE id IN \
+                     (SELECT id FROM interactions WHERE user_id = ?) \
+                     OR seq IN (SELECT seq FROM interaction_users WHERE user_id = ?)"
+                } else {
+                    "DELETE FROM interaction_ids WHERE id IN (SELECT i.id FROM interactions i \
+                     JOIN interaction_users u ON u.seq = i.seq WHERE u.user_id = ?)"
+                };
+                let sql = Self::sql(ids);
+                let q = sqlx::query(&sql).bind(user_id);
+                let q = if finishing { q.bind(user_id) } else { q };
+                q.execute(&mut *tx).await?;
+                let interactions = if finishing {
+                    let sql = Self::sql("DELETE FROM interactions WHERE user_id = ?");
+                    sqlx::query(&sql).bind(user_id).execute(&mut *tx).await?
+                } else {
+                    let mut q = QueryBuilder::<$db>::new("DELETE FROM interactions WHERE ");
+                    Self::push_user_seqs(&mut q, user_id, &tail);
+                    q.build().execute(&mut *tx).await?
+                }
+                .rows_affected();
+                const STATEMENTS: [&str; 4] = [
+                    "DELETE FROM interaction_users WHERE user_id = ?",
+                    "DELETE FROM events WHERE user_id = ?",
+                    "DELETE FROM profiles WHERE user_id = ?",
+                    "DELETE FROM users WHERE user_id = ?",
+                ];
+                let mut removed = [0u64; STATEMENTS.len()];
+                for (sql, n) in STATEMENTS.into_iter().zip(&mut removed) {
+                    let sql = Self::sql(sql);
+                    *n = sqlx::query(&sql)
+                        .bind(user_id)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                }
+                let erased = Erasure {
+                    interactions,
+                    events: removed[1],
+                    profiles: removed[2],
+                    user: removed[3],
+                };
+                let event = (!erased.is_empty()).then(|| {
+                    new_event(
+                        "user.deleted",
+                        serde_json::json!({"userId": user_id, "removed": erased}),
+                    )
+                });
+                if self.outbox_on() {
+                    // Nothing about the user is published after their erasure.
+                    let sql = Self::sql("DELETE FROM outbox WHERE user_id = ?");
+                    sqlx::query(&sql).bind(user_id).execute(&mut *tx).await?;
+                    if let Some(event) = &event {
+                        Self::outbox_in(&mut tx, event, Some(user_id)).await?;
+                    }
+                }
+                tx.commit().await?;
+                self.log.tail().remove_user(user_id);
+                Ok((erased, event))
+            }
+
             fn profile_row(row: &<$db as sqlx::Database>::Row) -> Result<Profile> {
                 let body: String = row.try_get("body")?;
                 serde_json::from_str(&body).map_err(|e| corrupt(format!("profile: {e}")))
@@ -383,6 +530,7 @@ macro_rules! sql_store {
             ) -> Result<Vec<Appended>> {
                 let _writing = self.log.writing.lock().await;
                 if self.log.tail().len() >= MAX_TAIL {
+                    let _indexing = self.log.indexing.lock().await;
                     self.index_locked(MAX_TAIL).await?;
                 }
                 let mut out: Vec<Appended> = vec![None; batch.len()];
@@ -449,7 +597,10 @@ macro_rules! sql_store {
             }
 
             async fn index_log(&self, max_rows: usize) -> Result<usize> {
-                let _writing = self.log.writing.lock().await;
+                // Not `writing`: rows up to `last_seq` are committed, and an
+                // append finds an id either in the tail or, once trimmed from
+                // it, in the committed index tables.
+                let _indexing = self.log.indexing.lock().await;
                 self.index_locked(max_rows).await
             }
 
@@ -526,7 +677,12 @@ macro_rules! sql_store {
             }
 
             async fn delete_interaction(&self, id: &str) -> Result<Option<String>> {
+                // One transaction over the log and its index tables (on
+                // SQLite two files, committed main first: a crash between
+                // leaves an index entry pointing at no row, which lookups
+                // join away).
                 let _writing = self.log.writing.lock().await;
+                let _indexing = self.log.indexing.lock().await;
                 let Some(logged) = self.interaction(id).await? else {
                     return Ok(None);
                 };
@@ -615,58 +771,15 @@ macro_rules! sql_store {
             }
 
             async fn erase_user(&self, user_id: &str) -> Result<(Erasure, Option<Event>)> {
-                let _writing = self.log.writing.lock().await;
-                let tail = self.log.tail().user_seqs(user_id);
-                let mut tx = self.pool.begin().await?;
-                Self::keep_high_water_mark(&mut tx, &self.log).await?;
-                // Ids first: they are found through the rows about to go.
-                let mut q = QueryBuilder::<$db>::new(
-                    "DELETE FROM interaction_ids WHERE id IN (SELECT i.id FROM interactions i \
-                     JOIN interaction_users u ON u.seq = i.seq WHERE u.user_id = ",
+                let _locks = self.log.all_writes().await;
+                let sql = Self::sql(
+                    "INSERT INTO erasures (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING",
                 );
-                q.push_bind(user_id).push(")");
-                q.build().execute(&mut *tx).await?;
-                let mut q = QueryBuilder::<$db>::new("DELETE FROM interactions WHERE ");
-                Self::push_user_seqs(&mut q, user_id, &tail);
-                let interactions = q.build().execute(&mut *tx).await?.rows_affected();
-                const STATEMENTS: [&str; 4] = [
-                    "DELETE FROM interaction_users WHERE user_id = ?",
-                    "DELETE FROM events WHERE user_id = ?",
-                    "DELETE FROM profiles WHERE user_id = ?",
-                    "DELETE FROM users WHERE user_id = ?",
-                ];
-                let mut removed = [0u64; STATEMENTS.len()];
-                for (sql, n) in STATEMENTS.into_iter().zip(&mut removed) {
-                    let sql = Self::sql(sql);
-                    *n = sqlx::query(&sql)
-                        .bind(user_id)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                }
-                let erased = Erasure {
-                    interactions,
-                    events: removed[1],
-                    profiles: removed[2],
-                    user: removed[3],
-                };
-                let event = (!erased.is_empty()).then(|| {
-                    new_event(
-                        "user.deleted",
-                        serde_json::json!({"userId": user_id, "removed": erased}),
-                    )
-                });
-                if self.outbox_on() {
-                    // Nothing about the user is published after their erasure.
-                    let sql = Self::sql("DELETE FROM outbox WHERE user_id = ?");
-                    sqlx::query(&sql).bind(user_id).execute(&mut *tx).await?;
-                    if let Some(event) = &event {
-                        Self::outbox_in(&mut tx, event, Some(user_id)).await?;
-                    }
-                }
-                tx.commit().await?;
-                self.log.tail().remove_user(user_id);
-                Ok((erased, event))
+                sqlx::query(&sql).bind(user_id).execute(&self.pool).await?;
+                let erased = self.erase_locked(user_id, false).await?;
+                let sql = Self::sql("DELETE FROM erasures WHERE user_id = ?");
+                sqlx::query(&sql).bind(user_id).execute(&self.pool).await?;
+                Ok(erased)
             }
 
             async fn insert_event(&self, event: &EventRecord) -> Result<()> {
@@ -793,7 +906,7 @@ macro_rules! sql_store {
                 seq: i64,
             ) -> Result<()> {
                 assert_eq!(profiles.len(), announce.len(), "one announce flag per profile");
-                let _writing = self.log.other_write().await;
+                let _writing = self.log.profile_write().await;
                 let mut tx = self.pool.begin().await?;
                 for (chunk, announce) in profiles
                     .chunks(INSERT_CHUNK)
@@ -955,6 +1068,18 @@ macro_rules! sql_store {
 sql_store!(SqliteStore, sqlx::Sqlite, SqlitePool, false, true);
 sql_store!(PostgresStore, sqlx::Postgres, PgPool, true, false);
 
+/// The files kept beside a SQLite database: the log's index tables and the
+/// profiles, each with a writer of its own (`micro.db` → `micro.db-index`,
+/// `micro.db-profiles`). They belong with it as its `-wal` file does.
+pub fn sqlite_sidecars(database: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let with = |suffix: &str| {
+        let mut name = database.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    (with("-index"), with("-profiles"))
+}
+
 impl SqliteStore {
     /// Opens the file (creating it and its directory), in WAL mode with
     /// `synchronous = FULL`: a commit is on disk when it returns, and group
@@ -980,9 +1105,36 @@ impl SqliteStore {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
         }
+        let (index, profiles) = sqlite_sidecars(path);
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            .after_connect(move |conn, _| {
+                let (index, profiles) = (index.clone(), profiles.clone());
+                Box::pin(async move {
+                    for (file, schema) in [(&index, "idx"), (&profiles, "prof")] {
+                        sqlx::query(&format!("ATTACH DATABASE ? AS {schema}"))
+                            .bind(file.to_string_lossy().into_owned())
+                            .execute(&mut *conn)
+                            .await?;
+                        // Per file, as the main one (journal mode is kept in
+                        // the file; the others are per connection).
+                        for pragma in [
+                            "journal_mode = WAL",
+                            "synchronous = FULL",
+                            "cache_size = -65536",
+                        ] {
+                            sqlx::query(&format!("PRAGMA {schema}.{pragma}"))
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
             .connect_with(options)
+            .await?;
+        sqlx::raw_sql(include_str!("sqlite_derived.sql"))
+            .execute(&pool)
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         SqliteStore::open(pool).await
