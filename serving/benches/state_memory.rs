@@ -3,8 +3,9 @@
 //! `cargo bench -p serving --bench state_memory -- [USERS] [PER_USER]`
 //! (defaults 1,000,000 users × 8 interactions). Loads the promoted model from
 //! `models/`, folds a synthetic stream through the engine exactly as the
-//! ingestion pipeline does (batches of 10,000, each user re-scored per batch)
-//! and reports resident memory growth and the engine's own count per user.
+//! ingestion pipeline does (batches of 10,000, each touched user scored per
+//! batch, as a profile write-back after each would) and reports resident
+//! memory growth and the engine's own count per user.
 
 use std::path::Path;
 use std::time::Instant;
