@@ -1178,33 +1178,36 @@ async fn registration_creates_user_event_and_profile(backend: Backend) {
     app.stop().await;
 }
 
-async fn erasure_leaves_no_row_of_the_user(backend: Backend) {
-    let world = World::new(backend).await;
-    let app = world.spawn().await;
-    let t = catalog_targets(&world, 2);
-    app.post_json(
-        "/v1/users",
-        &json!({"userId": "gil", "email": "gil@example.com"}),
-    )
-    .await;
-    app.post_json(
-        "/v1/users",
-        &json!({"userId": "hal", "email": "hal@example.com"}),
-    )
-    .await;
-    // One interaction each in the log's index tables, one in its tail.
-    for u in ["gil", "hal"] {
+/// Registers users and gives each two interactions: one in the log's index
+/// tables, one in its tail (erasure must find both).
+async fn register_with_history(app: &TestApp, targets: &[String], users: [&str; 2]) {
+    for u in users {
+        app.post_json(
+            "/v1/users",
+            &json!({"userId": u, "email": format!("{u}@example.com")}),
+        )
+        .await;
         app.post_json(
             "/v1/interactions",
-            &interaction(u, &t[0], "PURCHACE", 3, None),
+            &interaction(u, &targets[0], "PURCHACE", 3, None),
         )
         .await;
     }
     app.wait_indexed().await;
-    for u in ["gil", "hal"] {
-        app.post_json("/v1/interactions", &interaction(u, &t[1], "VIEW", 4, None))
-            .await;
+    for u in users {
+        app.post_json(
+            "/v1/interactions",
+            &interaction(u, &targets[1], "VIEW", 4, None),
+        )
+        .await;
     }
+}
+
+async fn erasure_leaves_no_row_of_the_user(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 2);
+    register_with_history(&app, &t, ["gil", "hal"]).await;
     app.post_json(
         "/v1/events",
         &json!({"type": "cart.abandoned", "payload": {"userId": "gil"}}),
@@ -1249,23 +1252,7 @@ async fn an_interrupted_erasure_is_finished_at_start(backend: Backend) {
     let world = World::new(backend).await;
     let app = world.spawn().await;
     let t = catalog_targets(&world, 2);
-    for u in ["ivy", "jon"] {
-        app.post_json(
-            "/v1/users",
-            &json!({"userId": u, "email": format!("{u}@example.com")}),
-        )
-        .await;
-        app.post_json(
-            "/v1/interactions",
-            &interaction(u, &t[0], "PURCHACE", 3, None),
-        )
-        .await;
-    }
-    app.wait_indexed().await;
-    for u in ["ivy", "jon"] {
-        app.post_json("/v1/interactions", &interaction(u, &t[1], "VIEW", 4, None))
-            .await;
-    }
+    register_with_history(&app, &t, ["ivy", "jon"]).await;
     app.stop().await;
     assert!(world.rows_of("ivy").await > 0);
     // What a stop midway leaves: the mark, the index file already clean,
