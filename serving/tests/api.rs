@@ -1273,7 +1273,7 @@ async fn an_interrupted_erasure_is_finished_at_start(backend: Backend) {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (_, p) = app.get_json("/v1/profiles/jon").await;
     assert_eq!(p["interactionCount"], 2, "other users are untouched");
-    // Finished once: the mark is gone, a later start erases nothing.
+    // A later start leaves the other users as they were.
     app.stop().await;
     let app = world.spawn().await;
     let (_, p) = app.get_json("/v1/profiles/jon").await;
