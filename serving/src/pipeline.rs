@@ -34,10 +34,13 @@ use crate::bus::{new_event, Bus};
 use crate::engine::{now_micros, Declared, Engine};
 use crate::store::{Appended, Erasure, EventRecord, Store, StoreError, UserRecord};
 
-/// Profiles written per transaction by the flusher: an append may wait for
-/// one such transaction (SQLite has one writer at a time). Open-loop single
-/// POSTs at 6,000/s, p99: 57–182 ms with 500 (≈ 14 ms a transaction), 35–61
-/// ms with 100 (≈ 4 ms); batched ingest was no slower (docs/benchmarks.md).
+/// Profiles written per transaction by the flusher. Chosen while profiles
+/// shared SQLite's main file (one writer per file) and an append could wait
+/// for one such transaction: open-loop single POSTs at 6,000/s, p99: 57–182
+/// ms with 500 (≈ 14 ms a transaction), 35–61 ms with 100 (≈ 4 ms); batched
+/// ingest was no slower (docs/benchmarks.md). Profiles now have a file of
+/// their own; appends still wait for one when a broker is configured (the
+/// `profile.updated` rows go to the outbox, in the main file).
 const FLUSH_CHUNK: usize = 100;
 /// Most interactions committed in one transaction.
 pub const MAX_GROUP: usize = 20_000;
