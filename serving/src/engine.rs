@@ -93,6 +93,12 @@ impl Entry {
         self.scored_count != self.count()
     }
 
+    /// The time scores are taken as of when the profile is updated at `now`:
+    /// `now`, or the latest interaction if that is later.
+    fn scoring_time(&self, now: i64) -> i64 {
+        now.max(self.state.last_timestamp_micros().unwrap_or(now))
+    }
+
     /// Scores a stale entry on its own, as of its last fold (the batched
     /// path is [`Engine::rescore_with`]; this one runs under the shard lock,
     /// so no fold can slip in between).
@@ -102,8 +108,7 @@ impl Entry {
         }
         self.scored = match model.filter(|_| self.state.interaction_count() > 0) {
             Some(m) => {
-                let now = self.updated_at_micros;
-                let as_of = now.max(self.state.last_timestamp_micros().unwrap_or(now));
+                let as_of = self.scoring_time(self.updated_at_micros);
                 m.scored(m.scorer.score(&self.state, as_of))
             }
             None => Scored::default(),
@@ -470,8 +475,7 @@ impl Engine {
                 }
                 present.push((u, entry.count()));
                 if entry.state.interaction_count() > 0 {
-                    let now = now.unwrap_or(entry.updated_at_micros);
-                    let as_of = now.max(entry.state.last_timestamp_micros().unwrap_or(now));
+                    let as_of = entry.scoring_time(now.unwrap_or(entry.updated_at_micros));
                     row.clear();
                     entry.state.write_vector(&m.scorer.spec, as_of, &mut row);
                     x.extend_from_slice(&row);

@@ -106,9 +106,9 @@ fn unique_violation(e: sqlx::Error, what: impl FnOnce(&str) -> String) -> StoreE
 #[derive(Debug, Default)]
 struct LogState {
     tail: Mutex<LogTail>,
-    /// Held by whatever writes the log or its index tables (appends, the
-    /// indexer, deletions), so the tables and the tail change together — and,
-    /// on SQLite, by every other write too (see [`LogState::other_write`]).
+    /// Held by whatever writes the log (appends, deletions, erasures) — and,
+    /// on SQLite, by every other write to the main file too (see
+    /// [`LogState::other_write`]).
     writing: tokio::sync::Mutex<()>,
     /// Held by whatever writes the log's index tables (the indexer, and
     /// deletions, which take `writing` first). On SQLite they live in a file
@@ -126,8 +126,8 @@ struct LogState {
 impl LogState {
     /// The lock for a write that does not touch the log. SQLite has one
     /// writer at a time and makes the others wait in its busy handler, which
-    /// sleeps in steps of up to 100 ms: an append queued behind a profile
-    /// flush stalled for far longer than the flush took. Taking turns here
+    /// sleeps in steps of up to 100 ms: an append queued behind another
+    /// write stalled for far longer than that write took. Taking turns here
     /// instead (a fair queue) makes each wait exactly as long as the write
     /// before it. PostgreSQL writers run side by side.
     async fn other_write(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -267,14 +267,12 @@ macro_rules! sql_store {
                 for user in pending {
                     tracing::warn!(user, "finishing an erasure a stop interrupted");
                     store.erase_locked(&user, true).await?;
-                    let sql = Self::sql("DELETE FROM erasures WHERE user_id = ?");
-                    sqlx::query(&sql).bind(&user).execute(&store.pool).await?;
                 }
                 Ok(store)
             }
 
             async fn meta(pool: &$pool, key: &str) -> Result<i64> {
-                let sql = Self::sql_owned(format!(
+                let sql = Self::sql(format!(
                     "SELECT value FROM {} WHERE key = ?",
                     meta_table(key)
                 ));
@@ -337,7 +335,7 @@ macro_rules! sql_store {
                 key: &str,
                 value: i64,
             ) -> Result<()> {
-                let sql = Self::sql_owned(format!(
+                let sql = Self::sql(format!(
                     "INSERT INTO {} (key, value) VALUES (?, ?) \
                      ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     meta_table(key)
@@ -413,19 +411,12 @@ macro_rules! sql_store {
                 });
             }
 
-            fn sql_owned(sql: String) -> String {
+            fn sql(sql: impl Into<Cow<'static, str>>) -> Cow<'static, str> {
+                let sql = sql.into();
                 if $placeholders {
-                    numbered(&sql)
+                    Cow::Owned(numbered(&sql))
                 } else {
                     sql
-                }
-            }
-
-            fn sql(sql: &'static str) -> Cow<'static, str> {
-                if $placeholders {
-                    Cow::Owned(numbered(sql))
-                } else {
-                    Cow::Borrowed(sql)
                 }
             }
 
@@ -492,8 +483,9 @@ macro_rules! sql_store {
                 })
             }
 
-            /// Removes every row of a user in one transaction; call with
-            /// every write lock held (or before serving). `finishing`: an
+            /// Removes every row of a user in one transaction, then the
+            /// user's erasure mark; call with every write lock held (or
+            /// before serving). `finishing`: an
             /// erasure a crash interrupted, whose files may have committed
             /// apart — the log is searched by its user column (a full scan)
             /// rather than through index entries that may be gone.
@@ -564,6 +556,9 @@ macro_rules! sql_store {
                 }
                 tx.commit().await?;
                 self.log.tail().remove_user(user_id);
+                // Only once every file has committed (see `erasures`).
+                let sql = Self::sql("DELETE FROM erasures WHERE user_id = ?");
+                sqlx::query(&sql).bind(user_id).execute(&self.pool).await?;
                 Ok((erased, event))
             }
 
@@ -843,10 +838,7 @@ macro_rules! sql_store {
                     "INSERT INTO erasures (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING",
                 );
                 sqlx::query(&sql).bind(user_id).execute(&self.pool).await?;
-                let erased = self.erase_locked(user_id, false).await?;
-                let sql = Self::sql("DELETE FROM erasures WHERE user_id = ?");
-                sqlx::query(&sql).bind(user_id).execute(&self.pool).await?;
-                Ok(erased)
+                self.erase_locked(user_id, false).await
             }
 
             async fn insert_event(&self, event: &EventRecord) -> Result<()> {
