@@ -88,7 +88,10 @@ impl From<StoreError> for AppError {
             StoreError::Conflict(what) => AppError::Conflict(format!("{what} already exists")),
             StoreError::Database(
                 sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
-            ) => AppError::Unavailable(format!("database unavailable: {e}")),
+            )
+            | StoreError::WriterStopped => {
+                AppError::Unavailable(format!("database unavailable: {e}"))
+            }
             other => AppError::Internal(other.to_string()),
         }
     }

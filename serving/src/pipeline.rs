@@ -167,7 +167,7 @@ type IngestReply = (usize, Reply<Vec<Appended>>, OwnedSemaphorePermit);
 
 /// A committed group on its way to the folder.
 struct Committed {
-    all: Vec<Interaction>,
+    all: Arc<[Interaction]>,
     appended: Vec<Appended>,
     replies: Vec<IngestReply>,
     now: i64,
@@ -538,9 +538,10 @@ impl Writer {
             replies.push((batch.len(), reply, permit));
             all.extend(batch);
         }
+        let all: Arc<[Interaction]> = all.into();
         let now = now_micros();
         let started = std::time::Instant::now();
-        let appended = match self.store.append_interactions(&all, now).await {
+        let appended = match self.store.append_interactions(all.clone(), now).await {
             Ok(a) => a,
             Err(e) => {
                 let message = e.to_string();

@@ -832,14 +832,17 @@ async fn the_log_keeps_ids_once_and_never_reuses_a_seq(backend: Backend) {
     };
     let store = serving::store::connect(&world.database_url).await.unwrap();
     let first = store
-        .append_interactions(&[one("a", "u1"), one("b", "u2"), one("a", "u3")], 1)
+        .append_interactions(
+            vec![one("a", "u1"), one("b", "u2"), one("a", "u3")].into(),
+            1,
+        )
         .await
         .unwrap();
     assert_eq!(first, vec![Some(1), Some(2), None], "first occurrence wins");
     assert_eq!(store.unindexed(), 2);
     // In the tail.
     let again = store
-        .append_interactions(&[one("b", "u2")], 2)
+        .append_interactions(vec![one("b", "u2")].into(), 2)
         .await
         .unwrap();
     assert_eq!(again, vec![None]);
@@ -847,7 +850,7 @@ async fn the_log_keeps_ids_once_and_never_reuses_a_seq(backend: Backend) {
     assert_eq!(store.index_log(1_000).await.unwrap(), 2);
     assert_eq!(store.unindexed(), 0);
     let again = store
-        .append_interactions(&[one("a", "u1"), one("c", "u1")], 3)
+        .append_interactions(vec![one("a", "u1"), one("c", "u1")].into(), 3)
         .await
         .unwrap();
     assert_eq!(again, vec![None, Some(3)]);
@@ -868,7 +871,10 @@ async fn the_log_keeps_ids_once_and_never_reuses_a_seq(backend: Backend) {
     let store = serving::store::connect(&world.database_url).await.unwrap();
     assert_eq!(store.max_seq().await.unwrap(), 3);
     let after = store
-        .append_interactions(&[one("d", "u4"), one("b", "u2"), one("c", "u1")], 4)
+        .append_interactions(
+            vec![one("d", "u4"), one("b", "u2"), one("c", "u1")].into(),
+            4,
+        )
         .await
         .unwrap();
     assert_eq!(after, vec![Some(4), None, Some(5)]);
@@ -880,7 +886,7 @@ async fn the_log_keeps_ids_once_and_never_reuses_a_seq(backend: Backend) {
         "the tail is rebuilt from the unindexed rows"
     );
     let again = store
-        .append_interactions(&[one("d", "u4")], 5)
+        .append_interactions(vec![one("d", "u4")].into(), 5)
         .await
         .unwrap();
     assert_eq!(again, vec![None]);

@@ -7,9 +7,11 @@
 //! in one transaction.
 
 mod sql;
+mod sqlite_log;
 mod tail;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -22,6 +24,10 @@ pub use sql::{sqlite_sidecars, PostgresStore, SqliteStore, MAX_TAIL};
 pub enum StoreError {
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("the log writer has stopped")]
+    WriterStopped,
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0} already exists")]
@@ -140,7 +146,7 @@ pub trait Store: Send + Sync + Debug {
     /// the batch (first wins).
     async fn append_interactions(
         &self,
-        batch: &[Interaction],
+        batch: Arc<[Interaction]>,
         received_at_micros: i64,
     ) -> Result<Vec<Appended>>;
     /// Interactions appended but not yet in the log's index tables.

@@ -22,6 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{ConnectOptions, QueryBuilder, Row};
 
+use super::sqlite_log::LogAppender;
 use super::tail::LogTail;
 use super::{
     Appended, Erasure, EventCursor, EventFilter, EventRecord, LoggedInteraction, OutboxEvent,
@@ -199,9 +200,10 @@ fn interaction_event(logged: LoggedInteraction) -> Result<Event> {
 /// right edge of the log, the index tables' pages) on every transaction. On
 /// PostgreSQL all three are the shared pool.
 #[derive(Clone, Debug)]
-struct Writers<P> {
-    /// Appends to the log.
-    log: P,
+struct Writers<P, L = P> {
+    /// Appends to the log: on SQLite a thread of its own with its own
+    /// connection (`sqlite_log.rs`).
+    log: L,
     /// The indexer.
     index: P,
     /// Profile write-back.
@@ -219,18 +221,18 @@ impl<P: Clone> Writers<P> {
 }
 
 macro_rules! sql_store {
-    ($store:ident, $db:ty, $pool:ty, $placeholders:expr, $serial_writes:expr) => {
+    ($store:ident, $db:ty, $pool:ty, $log_writer:ty, $placeholders:expr, $serial_writes:expr) => {
         #[derive(Clone, Debug)]
         pub struct $store {
             pool: $pool,
-            writers: Writers<$pool>,
+            writers: Writers<$pool, $log_writer>,
             log: Arc<LogState>,
         }
 
         impl $store {
             /// Wraps a migrated pool: reads the log positions and rebuilds
             /// the tail from the rows the index tables do not cover.
-            async fn open(pool: $pool, writers: Writers<$pool>) -> Result<$store> {
+            async fn open(pool: $pool, writers: Writers<$pool, $log_writer>) -> Result<$store> {
                 // `meta.log_seq` is written only when rows are deleted (so a
                 // deleted top seq is not reused); otherwise the log's own
                 // maximum is the high-water mark.
@@ -352,63 +354,6 @@ macro_rules! sql_store {
             ) -> Result<()> {
                 let last = log.tail().last_seq;
                 Self::set_meta(tx, "log_seq", last).await
-            }
-
-            /// Ids of `ids` already in the log, found through its index
-            /// tables. Joined with the log: an entry can outlive its row
-            /// (see `delete_interaction`).
-            async fn indexed_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
-                let mut found = HashSet::new();
-                if self.log.tail().indexed_seq == 0 {
-                    return Ok(found);
-                }
-                for chunk in ids.chunks(LOOKUP_CHUNK) {
-                    let mut q = QueryBuilder::<$db>::new(
-                        "SELECT x.id FROM interaction_ids x JOIN interactions i ON i.seq = x.seq \
-                         WHERE x.id IN (",
-                    );
-                    let mut list = q.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    q.push(")");
-                    for row in q.build().fetch_all(&self.pool).await? {
-                        found.insert(row.try_get("id")?);
-                    }
-                }
-                Ok(found)
-            }
-            /// `INSERT INTO interactions …` of `batch[rows]`, numbered from
-            /// `first_seq`.
-            fn push_log_rows<'a>(
-                q: &mut QueryBuilder<'a, $db>,
-                batch: &'a [Interaction],
-                rows: &[usize],
-                first_seq: i64,
-                received_at_micros: i64,
-            ) {
-                q.push(
-                    "INSERT INTO interactions (seq, id, user_id, kind, ts, origin_id, \
-                     origin_type, actor_type, target_id, target_type, amount, currency, \
-                     quantity, received_at) ",
-                );
-                q.push_values(rows.iter().enumerate(), |mut b, (k, &i)| {
-                    let x = &batch[i];
-                    b.push_bind(first_seq + k as i64)
-                        .push_bind(x.id.as_str())
-                        .push_bind(x.actor.id.as_str())
-                        .push_bind(x.kind.index() as i64)
-                        .push_bind(x.timestamp_micros())
-                        .push_bind(x.origin.id.as_str())
-                        .push_bind(x.origin.kind.as_str())
-                        .push_bind(x.actor.kind.as_str())
-                        .push_bind(x.target.id.as_str())
-                        .push_bind(x.target.kind.as_str())
-                        .push_bind(x.value.as_ref().map(|v| v.amount))
-                        .push_bind(x.value.as_ref().map(|v| v.currency.as_str()))
-                        .push_bind(x.quantity)
-                        .push_bind(received_at_micros);
-                });
             }
 
             fn sql(sql: impl Into<Cow<'static, str>>) -> Cow<'static, str> {
@@ -581,7 +526,7 @@ macro_rules! sql_store {
 
             async fn append_interactions(
                 &self,
-                batch: &[Interaction],
+                batch: Arc<[Interaction]>,
                 received_at_micros: i64,
             ) -> Result<Vec<Appended>> {
                 let _writing = self.log.writing.lock().await;
@@ -601,50 +546,10 @@ macro_rules! sql_store {
                         })
                         .collect()
                 };
-                let ids: Vec<&str> = candidates.iter().map(|&i| batch[i].id.as_str()).collect();
-                let stored = self.indexed_ids(&ids).await?;
-                let fresh: Vec<usize> = candidates
-                    .into_iter()
-                    .filter(|&i| !stored.contains(batch[i].id.as_str()))
-                    .collect();
-                if fresh.is_empty() {
-                    return Ok(out);
-                }
                 let base = self.log.tail().last_seq;
-                if $serial_writes {
-                    // SQLite: the transaction is one call to the connection's
-                    // worker thread (`BEGIN; INSERT …; COMMIT`, arguments
-                    // bound statement by statement) rather than one for each
-                    // statement. Under single-interaction load the writer
-                    // spent its time in those hand-offs (groups of ~28
-                    // interactions took 1.4 ms to append). `BEGIN` is
-                    // deferred: it locks only the file written.
-                    let mut q = QueryBuilder::<$db>::new("BEGIN; ");
-                    for (c, chunk) in fresh.chunks(INSERT_CHUNK).enumerate() {
-                        let first_seq = base + 1 + (c * INSERT_CHUNK) as i64;
-                        Self::push_log_rows(&mut q, batch, chunk, first_seq, received_at_micros);
-                        q.push("; ");
-                    }
-                    q.push("COMMIT");
-                    let mut conn = self.writers.log.acquire().await?;
-                    if let Err(e) = q.build().execute(&mut *conn).await {
-                        // Whatever failed, no transaction stays open on the
-                        // connection; one that cannot say so is not reused.
-                        if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
-                            conn.close_on_drop();
-                        }
-                        return Err(e.into());
-                    }
-                } else {
-                    let mut tx = self.writers.log.begin().await?;
-                    for (c, chunk) in fresh.chunks(INSERT_CHUNK).enumerate() {
-                        let mut q = QueryBuilder::<$db>::new("");
-                        let first_seq = base + 1 + (c * INSERT_CHUNK) as i64;
-                        Self::push_log_rows(&mut q, batch, chunk, first_seq, received_at_micros);
-                        q.build().execute(&mut *tx).await?;
-                    }
-                    tx.commit().await?;
-                }
+                let fresh = self
+                    .engine_append(&batch, candidates, base + 1, received_at_micros)
+                    .await?;
                 let mut tail = self.log.tail();
                 for (k, &i) in fresh.iter().enumerate() {
                     let seq = base + 1 + k as i64;
@@ -1124,8 +1029,15 @@ macro_rules! sql_store {
     };
 }
 
-sql_store!(SqliteStore, sqlx::Sqlite, SqlitePool, false, true);
-sql_store!(PostgresStore, sqlx::Postgres, PgPool, true, false);
+sql_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    SqlitePool,
+    LogAppender,
+    false,
+    true
+);
+sql_store!(PostgresStore, sqlx::Postgres, PgPool, PgPool, true, false);
 
 /// The files kept beside a SQLite database: the log's index tables and the
 /// profiles, each with a writer of its own (`micro.db` → `micro.db-index`,
@@ -1200,7 +1112,7 @@ impl SqliteStore {
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
         let writers = Writers {
-            log: pool_of(1).await?,
+            log: LogAppender::start(path, &index)?,
             index: pool_of(1).await?,
             profiles: pool_of(1).await?,
         };
@@ -1209,11 +1121,121 @@ impl SqliteStore {
 }
 
 impl SqliteStore {
+    /// Hands the group to the log's writer thread, which probes the index
+    /// tables and appends in one go (see `sqlite_log.rs`).
+    async fn engine_append(
+        &self,
+        batch: &Arc<[Interaction]>,
+        candidates: Vec<usize>,
+        first_seq: i64,
+        received_at_micros: i64,
+    ) -> Result<Vec<usize>> {
+        let probe = self.log.tail().indexed_seq > 0;
+        self.writers
+            .log
+            .append(
+                batch.clone(),
+                candidates,
+                probe,
+                first_seq,
+                received_at_micros,
+            )
+            .await
+    }
+
     async fn engine_checkpoint(&self) -> Result<()> {
         sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+impl PostgresStore {
+    /// Probes the index tables for `candidates`, then inserts those not
+    /// found in one transaction, numbered from `first_seq`; returns them.
+    async fn engine_append(
+        &self,
+        batch: &Arc<[Interaction]>,
+        candidates: Vec<usize>,
+        first_seq: i64,
+        received_at_micros: i64,
+    ) -> Result<Vec<usize>> {
+        let ids: Vec<&str> = candidates.iter().map(|&i| batch[i].id.as_str()).collect();
+        let stored = self.indexed_ids(&ids).await?;
+        let fresh: Vec<usize> = candidates
+            .into_iter()
+            .filter(|&i| !stored.contains(batch[i].id.as_str()))
+            .collect();
+        if fresh.is_empty() {
+            return Ok(fresh);
+        }
+        let mut tx = self.writers.log.begin().await?;
+        for (c, chunk) in fresh.chunks(INSERT_CHUNK).enumerate() {
+            let mut q = QueryBuilder::<sqlx::Postgres>::new("");
+            let chunk_seq = first_seq + (c * INSERT_CHUNK) as i64;
+            Self::push_log_rows(&mut q, batch, chunk, chunk_seq, received_at_micros);
+            q.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(fresh)
+    }
+
+    /// Ids of `ids` already in the log, found through its index
+    /// tables. Joined with the log: an entry can outlive its row
+    /// (see `delete_interaction`).
+    async fn indexed_ids(&self, ids: &[&str]) -> Result<HashSet<String>> {
+        let mut found = HashSet::new();
+        if self.log.tail().indexed_seq == 0 {
+            return Ok(found);
+        }
+        for chunk in ids.chunks(LOOKUP_CHUNK) {
+            let mut q = QueryBuilder::<sqlx::Postgres>::new(
+                "SELECT x.id FROM interaction_ids x JOIN interactions i ON i.seq = x.seq \
+                     WHERE x.id IN (",
+            );
+            let mut list = q.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            q.push(")");
+            for row in q.build().fetch_all(&self.pool).await? {
+                found.insert(row.try_get("id")?);
+            }
+        }
+        Ok(found)
+    }
+    /// `INSERT INTO interactions …` of `batch[rows]`, numbered from
+    /// `first_seq`.
+    fn push_log_rows<'a>(
+        q: &mut QueryBuilder<'a, sqlx::Postgres>,
+        batch: &'a [Interaction],
+        rows: &[usize],
+        first_seq: i64,
+        received_at_micros: i64,
+    ) {
+        q.push(
+            "INSERT INTO interactions (seq, id, user_id, kind, ts, origin_id, \
+                 origin_type, actor_type, target_id, target_type, amount, currency, \
+                 quantity, received_at) ",
+        );
+        q.push_values(rows.iter().enumerate(), |mut b, (k, &i)| {
+            let x = &batch[i];
+            b.push_bind(first_seq + k as i64)
+                .push_bind(x.id.as_str())
+                .push_bind(x.actor.id.as_str())
+                .push_bind(x.kind.index() as i64)
+                .push_bind(x.timestamp_micros())
+                .push_bind(x.origin.id.as_str())
+                .push_bind(x.origin.kind.as_str())
+                .push_bind(x.actor.kind.as_str())
+                .push_bind(x.target.id.as_str())
+                .push_bind(x.target.kind.as_str())
+                .push_bind(x.value.as_ref().map(|v| v.amount))
+                .push_bind(x.value.as_ref().map(|v| v.currency.as_str()))
+                .push_bind(x.quantity)
+                .push_bind(received_at_micros);
+        });
     }
 }
 
@@ -1259,9 +1281,9 @@ mod tests {
         .expect("valid")
     }
 
-    /// SQLite's append is one multi-statement call (`BEGIN; INSERT …;
-    /// COMMIT`): a statement failing midway must leave nothing of the batch
-    /// and no transaction open on the writer's connection.
+    /// SQLite's append runs on the log writer's own thread and connection
+    /// (`sqlite_log.rs`): a row failing midway must leave nothing of the
+    /// batch and no transaction open on that connection.
     #[tokio::test]
     async fn a_failed_sqlite_append_keeps_nothing_and_the_writer_goes_on() {
         use crate::store::Store;
@@ -1269,7 +1291,7 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("micro.db").display());
         let store = super::SqliteStore::connect(&url).await.unwrap();
         let first: Vec<_> = (0..10).map(interaction).collect();
-        store.append_interactions(&first, 1).await.unwrap();
+        store.append_interactions(first.into(), 1).await.unwrap();
         // A row the store does not know of takes the seq the second chunk
         // of the next batch will be given.
         let rogue = 10 + super::INSERT_CHUNK as i64 + 1;
@@ -1285,7 +1307,7 @@ mod tests {
         let batch: Vec<_> = (10..10 + super::INSERT_CHUNK + 500)
             .map(interaction)
             .collect();
-        let failed = store.append_interactions(&batch, 2).await;
+        let failed = store.append_interactions(batch.clone().into(), 2).await;
         assert!(failed.is_err(), "the seq conflict fails the append");
         let count = || async {
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM interactions")
@@ -1298,7 +1320,10 @@ mod tests {
             .execute(&store.pool)
             .await
             .unwrap();
-        let stored = store.append_interactions(&batch, 3).await.unwrap();
+        let stored = store
+            .append_interactions(batch.clone().into(), 3)
+            .await
+            .unwrap();
         assert!(stored.iter().all(Option::is_some), "all stored on retry");
         assert_eq!(count().await, 10 + batch.len() as i64);
     }

@@ -1,0 +1,182 @@
+//! SQLite's log appends, on a thread of their own that owns a connection of
+//! its own (rusqlite, over the same `libsqlite3` sqlx links).
+//!
+//! sqlx runs each SQLite connection on a worker thread as well, and hands
+//! every statement and every result across to it. Under single-interaction
+//! load the append writer spent its time there: a group of ~7 interactions
+//! cost a probe of the index tables (a pooled connection, one hand-off each
+//! way), then a `BEGIN; INSERT …; COMMIT` built and parsed anew for each
+//! group size (results streamed back statement by statement). Here a group is
+//! one hand-off: the probe, the inserts (one prepared statement, stepped per
+//! row) and the commit run back to back on the thread, and the caller is
+//! woken once.
+//!
+//! Everything else on SQLite stays with sqlx; both libraries open the same
+//! files through the same SQLite library, so its file locks and WAL index
+//! coordinate them as they would two sqlx connections.
+
+use std::path::Path;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use features::Interaction;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+
+use super::{Result, StoreError};
+
+/// Finds an id in the log through its index table, joined with the log: an
+/// entry can outlive its row (see `delete_interaction`).
+const PROBE: &str = "SELECT 1 FROM idx.interaction_ids x JOIN interactions i ON i.seq = x.seq \
+                     WHERE x.id = ?1";
+const INSERT: &str = "INSERT INTO interactions (seq, id, user_id, kind, ts, origin_id, \
+                      origin_type, actor_type, target_id, target_type, amount, currency, \
+                      quantity, received_at) \
+                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+
+/// One group to append.
+struct Append {
+    batch: Arc<[Interaction]>,
+    /// Indexes into `batch` not yet in the log as far as the caller knows
+    /// (not in the tail, first of their id in the batch).
+    candidates: Vec<usize>,
+    /// Whether the index tables may hold some of them (anything indexed yet).
+    probe: bool,
+    /// The seq of the first row appended; the others follow one by one.
+    first_seq: i64,
+    received_at_micros: i64,
+    reply: oneshot::Sender<rusqlite::Result<Vec<usize>>>,
+}
+
+/// Handle to the log's writer thread; cheap to clone. The thread ends, and
+/// closes its connection, when the last handle is dropped.
+#[derive(Clone, Debug)]
+pub(super) struct LogAppender {
+    jobs: mpsc::Sender<Append>,
+}
+
+impl LogAppender {
+    /// Opens the writer's connection (so a failure shows at start) and
+    /// starts its thread. The database and the index file must exist,
+    /// migrated.
+    pub(super) fn start(database: &Path, index: &Path) -> Result<LogAppender> {
+        let (database, index) = (database.to_owned(), index.to_owned());
+        let conn = connect(&database, &index)?;
+        let (jobs, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("micro-log-writer".into())
+            .spawn(move || run(conn, &database, &index, rx))
+            .map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+        Ok(LogAppender { jobs })
+    }
+
+    /// Appends `batch[candidates]` that the log does not hold yet, numbered
+    /// from `first_seq` in one transaction; returns the indexes appended. The
+    /// caller holds the log's `writing` lock, so one group is in flight at a
+    /// time.
+    pub(super) async fn append(
+        &self,
+        batch: Arc<[Interaction]>,
+        candidates: Vec<usize>,
+        probe: bool,
+        first_seq: i64,
+        received_at_micros: i64,
+    ) -> Result<Vec<usize>> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Append {
+                batch,
+                candidates,
+                probe,
+                first_seq,
+                received_at_micros,
+                reply,
+            })
+            .map_err(|_| StoreError::WriterStopped)?;
+        Ok(answer.await.map_err(|_| StoreError::WriterStopped)??)
+    }
+}
+
+/// The settings sqlx gives the pool's connections (see
+/// `SqliteStore::connect`), for the files this one touches.
+fn connect(database: &Path, index: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA temp_store = memory; \
+         PRAGMA wal_autocheckpoint = 65536;",
+    )?;
+    conn.execute(
+        "ATTACH DATABASE ?1 AS idx",
+        [index.to_string_lossy().as_ref()],
+    )?;
+    conn.execute_batch("PRAGMA idx.cache_size = -65536;")?;
+    Ok(conn)
+}
+
+fn run(mut conn: Connection, database: &Path, index: &Path, jobs: mpsc::Receiver<Append>) {
+    while let Ok(job) = jobs.recv() {
+        let result = append(&mut conn, &job);
+        if result.is_err() && !conn.is_autocommit() {
+            // The failed transaction's rollback failed as well: never let a
+            // later commit carry its rows. Try once more, else start afresh.
+            let _ = conn.execute_batch("ROLLBACK");
+            if !conn.is_autocommit() {
+                match connect(database, index) {
+                    Ok(fresh) => conn = fresh,
+                    Err(e) => tracing::error!(error = %e, "reopening the log writer failed"),
+                }
+            }
+        }
+        let _ = job.reply.send(result);
+    }
+}
+
+fn append(conn: &mut Connection, job: &Append) -> rusqlite::Result<Vec<usize>> {
+    let batch = &job.batch;
+    let fresh = if job.probe {
+        let mut known = conn.prepare_cached(PROBE)?;
+        let mut fresh = Vec::with_capacity(job.candidates.len());
+        for &i in &job.candidates {
+            if !known.exists([batch[i].id.as_str()])? {
+                fresh.push(i);
+            }
+        }
+        fresh
+    } else {
+        job.candidates.clone()
+    };
+    if fresh.is_empty() {
+        return Ok(fresh);
+    }
+    // Deferred: locks only the file written (the main one). Rolled back
+    // when dropped on an error.
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(INSERT)?;
+        for (k, &i) in fresh.iter().enumerate() {
+            let x = &batch[i];
+            insert.execute(rusqlite::params![
+                job.first_seq + k as i64,
+                x.id,
+                x.actor.id,
+                x.kind.index() as i64,
+                x.timestamp_micros(),
+                x.origin.id,
+                x.origin.kind,
+                x.actor.kind,
+                x.target.id,
+                x.target.kind,
+                x.value.as_ref().map(|v| v.amount),
+                x.value.as_ref().map(|v| v.currency.as_str()),
+                x.quantity,
+                job.received_at_micros,
+            ])?;
+        }
+    }
+    tx.commit()?;
+    Ok(fresh)
+}
