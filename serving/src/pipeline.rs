@@ -49,10 +49,14 @@ pub const MAX_GROUP: usize = 20_000;
 /// it is as large as keeps the tail small: ids arrive in random order, and a
 /// larger batch writes each touched index page for more of them.
 const INDEX_BATCH: usize = 50_000;
-/// How long the indexer rests when less than a batch is waiting.
-const INDEX_IDLE: Duration = Duration::from_millis(100);
+/// How long the indexer rests when less than a batch is waiting. An index
+/// transaction rewrites a page for each distinct key page it touches, and a
+/// checkpoint copies each page changed since the last one: fewer, larger
+/// runs write each page fewer times (100 ms and 1 s before; the background
+/// threads' CPU fell by 8–12 % under batched and single-POST load).
+const INDEX_IDLE: Duration = Duration::from_secs(1);
 /// How often the write-ahead log is checkpointed in the background.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
