@@ -121,6 +121,46 @@ impl Interaction {
         RawInteraction::from_json(value)?.validate()
     }
 
+    /// Validates the JSON text of one interaction, as [`Interaction::from_json`]
+    /// does its parsed value, without building the value first when the text
+    /// has the usual shape (every field of its JSON type, no key twice).
+    /// `None` when it does not: the caller parses it into a value, which then
+    /// reports every problem by field (or that the text is not JSON).
+    pub fn from_json_text(text: &str) -> Option<Result<Interaction, ValidationErrors>> {
+        fn borrowed(s: Option<&str>) -> Option<Cow<'_, str>> {
+            s.map(Cow::Borrowed)
+        }
+        let MapOnly(wire) = serde_json::from_str::<MapOnly<Wire<'_>>>(text).ok()?;
+        fn entity<'a>(
+            e: Option<MapOnly<WireEntity<'a>>>,
+        ) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
+            e.map_or((None, None), |MapOnly(e)| {
+                (borrowed(e.id), borrowed(e.kind))
+            })
+        }
+        let (origin_id, origin_type) = entity(wire.origin);
+        let (actor_id, actor_type) = entity(wire.actor);
+        let (target_id, target_type) = entity(wire.target);
+        let (amount, currency) = wire
+            .value
+            .map_or((None, None), |MapOnly(v)| (v.amount, borrowed(v.currency)));
+        let raw = RawInteraction {
+            id: borrowed(wire.id),
+            kind: borrowed(wire.kind),
+            timestamp: borrowed(wire.timestamp).map_or(RawTimestamp::Missing, RawTimestamp::Text),
+            origin_id,
+            origin_type,
+            actor_id,
+            actor_type,
+            target_id,
+            target_type,
+            amount,
+            currency,
+            quantity: wire.quantity,
+        };
+        Some(raw.validate())
+    }
+
     /// Microseconds since the Unix epoch: the time unit of feature code.
     pub fn timestamp_micros(&self) -> i64 {
         self.timestamp.timestamp_micros()
@@ -129,6 +169,71 @@ impl Interaction {
     /// The user this interaction belongs to (the actor).
     pub fn user_id(&self) -> &str {
         &self.actor.id
+    }
+}
+
+/// SPEC §2.1's JSON shape with every field of its expected JSON type, read
+/// straight from text by [`Interaction::from_json_text`]: ingest spent more
+/// time building `serde_json::Value` trees (maps, owned strings) than
+/// validating them. Strings are borrowed from the text, so one with an
+/// escape fails here too. Anything that fails is read the general way
+/// ([`RawInteraction::from_json`]); unknown fields are ignored by both.
+#[derive(Deserialize)]
+struct Wire<'a> {
+    #[serde(default)]
+    id: Option<&'a str>,
+    #[serde(default, rename = "type")]
+    kind: Option<&'a str>,
+    #[serde(default)]
+    timestamp: Option<&'a str>,
+    #[serde(borrow, default)]
+    origin: Option<MapOnly<WireEntity<'a>>>,
+    #[serde(borrow, default)]
+    actor: Option<MapOnly<WireEntity<'a>>>,
+    #[serde(borrow, default)]
+    target: Option<MapOnly<WireEntity<'a>>>,
+    #[serde(borrow, default)]
+    value: Option<MapOnly<WireMoney<'a>>>,
+    #[serde(default)]
+    quantity: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct WireEntity<'a> {
+    #[serde(default)]
+    id: Option<&'a str>,
+    #[serde(default, rename = "type")]
+    kind: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct WireMoney<'a> {
+    #[serde(default)]
+    amount: Option<f64>,
+    #[serde(default)]
+    currency: Option<&'a str>,
+}
+
+/// A struct read from a JSON object only. Serde's derived structs also
+/// accept an array of their fields in order, which the value path rejects
+/// (`"actor": ["u1"]` is not an actor).
+struct MapOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for MapOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Object<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(Object(std::marker::PhantomData))
+            .map(MapOnly)
     }
 }
 
@@ -472,6 +577,111 @@ mod tests {
             "value": {"amount": 12.5, "currency": "USD"},
             "quantity": 2
         })
+    }
+
+    /// Reading text straight into the wire shape answers exactly as the
+    /// general path over a parsed value, whenever it answers at all; and it
+    /// does answer for the usual shape.
+    mod text_reading {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A value for `key`: mostly of its JSON type (valid or not by the
+        /// rules), sometimes of another type.
+        fn field_value(key: &'static str) -> BoxedStrategy<Option<serde_json::Value>> {
+            let fitting: Vec<serde_json::Value> = match key {
+                "origin" | "actor" | "target" => vec![
+                    json!({"id": "a", "type": "user"}),
+                    json!({"id": null, "type": "user"}),
+                    json!({"type": "site"}),
+                    json!({"id": "", "type": "b", "extra": 1}),
+                    json!({"id": 7, "type": "user"}),
+                ],
+                "value" => vec![
+                    json!({"amount": 3, "currency": "EUR"}),
+                    json!({"amount": 3.25, "currency": "eur"}),
+                    json!({"amount": -1, "currency": "USD"}),
+                    json!({"currency": "EUR"}),
+                    json!({"amount": "3", "currency": "EUR"}),
+                ],
+                "quantity" => vec![json!(2), json!(1.5), json!(-3), json!(0)],
+                _ => vec![
+                    json!("VIEW"),
+                    json!("SHARE"),
+                    json!("2026-11-24T17:00:00Z"),
+                    json!("not a time"),
+                    json!(""),
+                    json!("quote \" inside"),
+                ],
+            };
+            let other = vec![json!(42), json!("x"), json!(["x"]), json!({"id": "a"})];
+            prop_oneof![
+                24 => Just(None),
+                2 => Just(Some(serde_json::Value::Null)),
+                8 => proptest::sample::select(fitting).prop_map(Some),
+                1 => proptest::sample::select(other).prop_map(Some),
+            ]
+            .boxed()
+        }
+
+        const KEYS: [&str; 9] = [
+            "id",
+            "type",
+            "timestamp",
+            "origin",
+            "actor",
+            "target",
+            "value",
+            "quantity",
+            "extra",
+        ];
+
+        fn overrides() -> impl Strategy<Value = Vec<Option<serde_json::Value>>> {
+            KEYS.iter().map(|k| field_value(k)).collect::<Vec<_>>()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2_000))]
+            #[test]
+            fn agrees_with_the_value_path(overrides in overrides(), twice in any::<bool>()) {
+                let mut v = valid();
+                for (key, o) in KEYS.iter().zip(overrides) {
+                    if let Some(o) = o {
+                        v[*key] = o;
+                    }
+                }
+                let mut text = v.to_string();
+                if twice {
+                    // A key given twice: the value path keeps the last one.
+                    text = text.replacen('{', r#"{"type": "SHARE", "#, 1);
+                }
+                let general = serde_json::from_str::<serde_json::Value>(&text)
+                    .map(|value| Interaction::from_json(&value));
+                if let Some(direct) = Interaction::from_json_text(&text) {
+                    let general = general.expect("parsed by both");
+                    prop_assert_eq!(format!("{direct:?}"), format!("{general:?}"));
+                }
+            }
+        }
+
+        #[test]
+        fn the_usual_shape_is_read_directly() {
+            let text = valid().to_string();
+            let direct = Interaction::from_json_text(&text).expect("read directly");
+            assert_eq!(
+                direct.expect("valid"),
+                Interaction::from_json(&valid()).expect("valid")
+            );
+            let mut missing = valid();
+            missing["type"] = serde_json::Value::Null;
+            let direct = Interaction::from_json_text(&missing.to_string()).expect("read directly");
+            assert_eq!(direct.expect_err("invalid").errors()[0].field, "type");
+            assert!(
+                Interaction::from_json_text(r#"{"id": 5}"#).is_none(),
+                "numeric id: value path"
+            );
+            assert!(Interaction::from_json_text("not json").is_none());
+        }
     }
 
     #[test]

@@ -77,29 +77,53 @@ pub(crate) fn json_body(body: &[u8]) -> ApiResult<Value> {
         .map_err(|e| AppError::Malformed(format!("body is not valid JSON: {e}")))
 }
 
-/// The items of a body: `(index, parsed or parse error)`; `single` when the
+/// The items of a body, each validated (in body order); `single` when the
 /// body was one JSON object rather than a list.
 pub(crate) fn items(
     framing: Framing,
     body: &[u8],
-) -> ApiResult<(Vec<Result<Value, String>>, bool)> {
+) -> ApiResult<(Vec<Result<Interaction, ValidationErrors>>, bool)> {
     match framing {
-        Framing::Json => match json_body(body)? {
-            Value::Array(items) => Ok((items.into_iter().map(Ok).collect(), false)),
-            single => Ok((vec![Ok(single)], true)),
-        },
+        Framing::Json => {
+            let direct = std::str::from_utf8(body)
+                .ok()
+                .filter(|text| text.trim_start().starts_with('{'))
+                .and_then(Interaction::from_json_text);
+            if let Some(item) = direct {
+                return Ok((vec![item], true));
+            }
+            match json_body(body)? {
+                Value::Array(items) => {
+                    Ok((items.iter().map(Interaction::from_json).collect(), false))
+                }
+                single => Ok((vec![Interaction::from_json(&single)], true)),
+            }
+        }
         Framing::NdJson => {
             let text = std::str::from_utf8(body)
                 .map_err(|e| AppError::Malformed(format!("body is not UTF-8: {e}")))?;
             Ok((
                 text.lines()
                     .filter(|l| !l.trim().is_empty())
-                    .map(|l| serde_json::from_str(l).map_err(|e| format!("not JSON: {e}")))
+                    .map(item_of_line)
                     .collect(),
                 false,
             ))
         }
     }
+}
+
+/// One NDJSON line, read directly when it has the usual shape (see
+/// [`Interaction::from_json_text`]), else parsed as a value first.
+fn item_of_line(line: &str) -> Result<Interaction, ValidationErrors> {
+    Interaction::from_json_text(line).unwrap_or_else(|| match serde_json::from_str::<Value>(line) {
+        Ok(value) => Interaction::from_json(&value),
+        Err(e) => {
+            let mut errors = ValidationErrors::new();
+            errors.push("$", format!("not JSON: {e}"));
+            Err(errors)
+        }
+    })
 }
 
 #[derive(Debug, Serialize)]
@@ -108,19 +132,14 @@ pub(crate) struct Rejected {
     pub errors: Value,
 }
 
-/// Validates items; returns the valid interactions with their indices and the
-/// rejected ones.
-fn validate(items: Vec<Result<Value, String>>) -> (Vec<(usize, Interaction)>, Vec<Rejected>) {
+/// Splits validated items into the valid interactions with their indices
+/// and the rejected ones.
+fn validate(
+    items: Vec<Result<Interaction, ValidationErrors>>,
+) -> (Vec<(usize, Interaction)>, Vec<Rejected>) {
     let mut good = Vec::with_capacity(items.len());
     let mut bad = Vec::new();
-    for (index, item) in items.into_iter().enumerate() {
-        let checked = item
-            .map_err(|message| {
-                let mut e = ValidationErrors::new();
-                e.push("$", message);
-                e
-            })
-            .and_then(|v| Interaction::from_json(&v));
+    for (index, checked) in items.into_iter().enumerate() {
         match checked {
             Ok(i) => good.push((index, i)),
             Err(errors) => bad.push(Rejected {
@@ -246,7 +265,7 @@ pub async fn score(
             ])))
         }
     };
-    let (good, rejected) = validate(list.into_iter().map(Ok).collect());
+    let (good, rejected) = validate(list.iter().map(Interaction::from_json).collect());
     if !rejected.is_empty() {
         return Err(AppError::Invalid(json!({"rejected": rejected})));
     }
