@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# One load step against a fresh release micro-serve (fresh SQLite file), with
+# the CPU time each of the server's threads used (by thread name) and the
+# load generator's, read from /proc over the step. Used to compare builds
+# whose throughput alone is too noisy on a shared 2-core machine.
+# Usage: serving/load/cpu.sh <micro-load arguments>, e.g.
+#   serving/load/cpu.sh --scenario batch --batch 1000 --concurrency 4
+#   serving/load/cpu.sh --scenario single --concurrency 64
+# MICRO_PROFILE_FLUSH_MS and MICRO_LOG pass through to the server.
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+MICRO_BIND=127.0.0.1:$PORT MICRO_DATABASE_URL="sqlite://$WORK/micro.db" MICRO_MODELS_DIR=models \
+  MICRO_LOG=${MICRO_LOG:-warn} "$BIN/micro-serve" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 100); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
+TICK=$(getconf CLK_TCK)
+# user + system ticks of each thread, summed by thread name
+threads() {
+  for t in /proc/"$1"/task/*; do
+    echo "$(tr ' ' '_' <"$t/comm") $(awk '{print $14+$15}' "$t/stat")"
+  done | awk '{a[$1]+=$2} END {for (k in a) print k, a[k]}' | sort
+}
+before=$(threads $SERVER)
+"$BIN/micro-load" --base "$BASE" --duration 10 --targets "$TARGETS" "$@" >"$WORK/load.out" &
+LOAD=$!
+# Read just before the generator exits (its own ticks vanish with it).
+sleep 9.5
+tool=$(awk '{print $14+$15}' /proc/$LOAD/stat)
+after=$(threads $SERVER)
+wait $LOAD
+tail -n1 "$WORK/load.out"
+awk -v n="$tool" -v t="$TICK" 'BEGIN {printf "CPU seconds over the first 9.5 s (load generator: %.2f):\n", n/t}'
+join <(echo "$before") <(echo "$after") | awk -v t="$TICK" '$3 > $2 {printf "  %-18s %.2f\n", $1, ($3-$2)/t}'
