@@ -324,7 +324,11 @@ impl Pipeline {
     /// Writes changed profiles to the store now.
     pub async fn flush(&self) -> Result<()> {
         let mut saved_seq = self.flush_lock.lock().await;
-        let (users, seq) = self.engine.take_dirty_users();
+        let (mut users, seq) = self.engine.take_dirty_users();
+        // In key order, so each chunk's transaction touches neighbouring
+        // pages of the profile tables rather than pages all over them (each
+        // commit writes every page it touched to the WAL again).
+        users.sort_unstable();
         if users.is_empty() && seq <= *saved_seq {
             return Ok(());
         }
