@@ -17,9 +17,7 @@ use async_trait::async_trait;
 use chrono::DateTime;
 use features::{Entity, Event, Interaction, InteractionType, Money, Profile};
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 use sqlx::{ConnectOptions, QueryBuilder, Row};
 
 use super::sqlite_log::LogAppender;
@@ -39,6 +37,29 @@ const LOOKUP_CHUNK: usize = 1_000;
 /// itself: the indexer is behind, and the tail must not grow without bound.
 pub const MAX_TAIL: usize = 500_000;
 use super::INTERACTION_RECORDED;
+/// Settings of every SQLite connection, sqlx's pooled ones and the log
+/// writer's (`sqlite_log.rs`), besides WAL mode, which the file keeps.
+pub(super) const SQLITE_PRAGMAS: [(&str, &str); 4] = [
+    // A commit is on disk when it returns; group commit keeps it affordable.
+    ("synchronous", "FULL"),
+    // 64 MiB of page cache per connection (default 2 MiB): id probes and the
+    // indexer's sorted inserts touch pages all over the index tables, and a
+    // miss is a disk read.
+    ("cache_size", "-65536"),
+    ("temp_store", "memory"),
+    // Checkpoints run in the background (`Store::checkpoint`): one run by a
+    // committing connection stalled that commit for up to 140 ms. Automatic
+    // ones stay as a backstop for a huge WAL.
+    ("wal_autocheckpoint", "65536"),
+];
+/// Set on each attached file (`idx`, `prof`) as on the main one: journal
+/// mode is kept in the file, the others are per connection and per file.
+pub(super) const SQLITE_ATTACHED_PRAGMAS: [(&str, &str); 3] = [
+    ("journal_mode", "WAL"),
+    ("synchronous", "FULL"),
+    ("cache_size", "-65536"),
+];
+pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `SELECT <every interaction column> FROM interactions` followed by the
 /// rest of a statement, as one literal (the statement cache keys on it).
 macro_rules! select_interactions {
@@ -1052,26 +1073,18 @@ pub fn sqlite_sidecars(database: &std::path::Path) -> (std::path::PathBuf, std::
 }
 
 impl SqliteStore {
-    /// Opens the file (creating it and its directory), in WAL mode with
-    /// `synchronous = FULL`: a commit is on disk when it returns, and group
-    /// commit keeps that affordable.
+    /// Opens the file (creating it and its directory) and the files beside
+    /// it, in WAL mode with `synchronous = FULL` (see [`SQLITE_PRAGMAS`]).
     pub async fn connect(url: &str) -> Result<SqliteStore> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            // 64 MiB of page cache per connection (default 2 MiB): id probes
-            // and the indexer's sorted inserts touch pages all over the index
-            // tables, and a miss is a disk read.
-            .pragma("cache_size", "-65536")
-            .pragma("temp_store", "memory")
-            // Checkpoints run in the background (`Store::checkpoint`): one
-            // run by a committing connection stalled that commit for up to
-            // 140 ms. Automatic ones stay as a backstop for a huge WAL.
-            .pragma("wal_autocheckpoint", "65536")
-            // Large group commits are slow by design; say so at debug level only.
-            .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
+        let options = SQLITE_PRAGMAS.iter().fold(
+            SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
+                // Large group commits are slow by design; say so at debug level only.
+                .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1)),
+            |options, (name, value)| options.pragma(*name, *value),
+        );
         let path = options.get_filename();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(sqlx::Error::Io)?;
@@ -1089,14 +1102,8 @@ impl SqliteStore {
                                 .bind(file.to_string_lossy().into_owned())
                                 .execute(&mut *conn)
                                 .await?;
-                            // Per file, as the main one (journal mode is kept
-                            // in the file; the others are per connection).
-                            for pragma in [
-                                "journal_mode = WAL",
-                                "synchronous = FULL",
-                                "cache_size = -65536",
-                            ] {
-                                sqlx::query(&format!("PRAGMA {schema}.{pragma}"))
+                            for (name, value) in SQLITE_ATTACHED_PRAGMAS {
+                                sqlx::query(&format!("PRAGMA {schema}.{name} = {value}"))
                                     .execute(&mut *conn)
                                     .await?;
                             }
@@ -1205,6 +1212,7 @@ impl PostgresStore {
         }
         Ok(found)
     }
+
     /// `INSERT INTO interactions …` of `batch[rows]`, numbered from
     /// `first_seq`.
     fn push_log_rows<'a>(
@@ -1237,9 +1245,7 @@ impl PostgresStore {
                 .push_bind(received_at_micros);
         });
     }
-}
 
-impl PostgresStore {
     /// PostgreSQL checkpoints on its own schedule.
     async fn engine_checkpoint(&self) -> Result<()> {
         Ok(())

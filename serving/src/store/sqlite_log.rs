@@ -17,12 +17,12 @@
 
 use std::path::Path;
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
 
 use features::Interaction;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
+use super::sql::{SQLITE_ATTACHED_PRAGMAS, SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS};
 use super::{Result, StoreError};
 
 /// Finds an id in the log through its index table, joined with the log: an
@@ -97,23 +97,27 @@ impl LogAppender {
     }
 }
 
-/// The settings sqlx gives the pool's connections (see
-/// `SqliteStore::connect`), for the files this one touches.
+/// A connection with the settings sqlx gives the pool's (see
+/// `SqliteStore::connect`), with the index file attached as `idx`.
 fn connect(database: &Path, index: &Path) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(
         database,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
-    conn.busy_timeout(Duration::from_secs(10))?;
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL; PRAGMA cache_size = -65536; PRAGMA temp_store = memory; \
-         PRAGMA wal_autocheckpoint = 65536;",
-    )?;
+    conn.busy_timeout(SQLITE_BUSY_TIMEOUT)?;
+    for (name, value) in SQLITE_PRAGMAS {
+        conn.pragma_update(None, name, value)?;
+    }
     conn.execute(
         "ATTACH DATABASE ?1 AS idx",
         [index.to_string_lossy().as_ref()],
     )?;
-    conn.execute_batch("PRAGMA idx.cache_size = -65536;")?;
+    // Journal mode is the file's own, set when the pool attached it.
+    for (name, value) in SQLITE_ATTACHED_PRAGMAS {
+        if name != "journal_mode" {
+            conn.pragma_update(Some(rusqlite::DatabaseName::Attached("idx")), name, value)?;
+        }
+    }
     Ok(conn)
 }
 
@@ -179,4 +183,34 @@ fn append(conn: &mut Connection, job: &Append) -> rusqlite::Result<Vec<usize>> {
     }
     tx.commit()?;
     Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    /// The writer's connection runs with the settings sqlx's pool gets: a
+    /// commit that is not `synchronous = FULL` would not be durable.
+    #[test]
+    fn the_writer_connection_has_the_pool_settings() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (database, index) = (
+            dir.path().join("micro.db"),
+            dir.path().join("micro.db-index"),
+        );
+        for file in [&database, &index] {
+            rusqlite::Connection::open(file).expect("creates the file");
+        }
+        let conn = super::connect(&database, &index).expect("connects");
+        let read = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).expect(sql) };
+        assert_eq!(read("PRAGMA synchronous"), 2, "FULL");
+        assert_eq!(
+            read("PRAGMA idx.synchronous"),
+            2,
+            "FULL on the index file too"
+        );
+        assert_eq!(read("PRAGMA cache_size"), -65536);
+        assert_eq!(read("PRAGMA idx.cache_size"), -65536);
+        assert_eq!(read("PRAGMA temp_store"), 2, "memory");
+        assert_eq!(read("PRAGMA wal_autocheckpoint"), 65536);
+        assert_eq!(read("PRAGMA busy_timeout"), 10_000);
+    }
 }
