@@ -10,7 +10,9 @@
 //! crash loses a write.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
+use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -28,7 +30,9 @@ const SHARDS: usize = 64;
 /// keeps up to half its slots empty after growing, and an empty slot of a
 /// pointer costs 8 bytes where an inline entry cost its whole size (1M
 /// users, `state_memory` bench: 1,199 → 906 resident bytes per user).
-type Shard = HashMap<Box<str>, Box<Entry>>;
+/// Keys are hashed with foldhash (seeded per process, as std's SipHash is):
+/// every interaction hashes its user's id several times on the way in.
+type Shard = HashMap<Box<str>, Box<Entry>, RandomState>;
 
 /// What a user declared, as profiles use it.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -219,7 +223,7 @@ pub struct Engine {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
     model: RwLock<Option<Arc<ActiveModel>>>,
-    dirty: Mutex<HashSet<Box<str>>>,
+    dirty: Mutex<HashSet<Box<str>, RandomState>>,
     /// Highest interaction seq folded; every profile it touched is marked dirty
     /// before this moves.
     folded_seq: AtomicI64,
@@ -248,10 +252,10 @@ impl Default for Engine {
 impl Engine {
     pub fn new() -> Engine {
         Engine {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: RandomState::default(),
             model: RwLock::new(None),
-            dirty: Mutex::new(HashSet::new()),
+            dirty: Mutex::new(HashSet::default()),
             folded_seq: AtomicI64::new(0),
             plain: PlainFeatures::new(),
             complete: AtomicBool::new(false),

@@ -854,6 +854,13 @@ async fn the_log_keeps_ids_once_and_never_reuses_a_seq(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(again, vec![None, Some(3)]);
+    // Every id already indexed: the append's transaction ends having only
+    // read, and what follows (a deletion, a reopening, appends) still writes.
+    let again = store
+        .append_interactions(vec![one("a", "u1"), one("b", "u2")].into(), 3)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![None, None]);
     let history: Vec<i64> = store
         .interactions_of("u1", None)
         .await

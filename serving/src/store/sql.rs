@@ -557,7 +557,10 @@ macro_rules! sql_store {
                 }
                 let mut out: Vec<Appended> = vec![None; batch.len()];
                 // First occurrence of each id within the batch, not in the tail.
-                let mut first = HashMap::with_capacity(batch.len());
+                let mut first = HashMap::with_capacity_and_hasher(
+                    batch.len(),
+                    foldhash::fast::RandomState::default(),
+                );
                 let candidates: Vec<usize> = {
                     let tail = self.log.tail();
                     (0..batch.len())

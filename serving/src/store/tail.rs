@@ -12,6 +12,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use foldhash::fast::RandomState;
+
 #[derive(Debug, Default)]
 pub(super) struct LogTail {
     /// The highest seq ever assigned (committed).
@@ -20,8 +22,10 @@ pub(super) struct LogTail {
     pub indexed_seq: i64,
     /// Tail entries in seq order (ascending).
     order: VecDeque<(i64, Arc<str>, Arc<str>)>,
-    ids: HashMap<Arc<str>, i64>,
-    users: HashMap<Arc<str>, VecDeque<i64>>,
+    // foldhash, seeded per process: each append hashes every id and user
+    // id here, and SipHash was a visible share of batched ingest.
+    ids: HashMap<Arc<str>, i64, RandomState>,
+    users: HashMap<Arc<str>, VecDeque<i64>, RandomState>,
 }
 
 impl LogTail {
