@@ -2,7 +2,8 @@
 # Serving benchmarks: starts a release micro-serve on a fresh SQLite file with
 # the repository's model, then measures, in one run on this machine:
 #   1. GET /healthz ceiling (closed loop)
-#   2. single-interaction POST ceiling (closed loop), then p99 at half that rate (open loop)
+#   2. single-interaction POST ceiling (closed loop), then p99 at half that rate
+#      (open loop), and GET /healthz on the same schedule (the latency floor)
 #   3. batched ingest (NDJSON batches, durable on SQLite)
 #   4. profile GET ceiling (closed loop) over the users just written
 # Each step after the first POSTs starts once the server is idle again.
@@ -36,6 +37,10 @@ HALF=$(python3 -c "print(round($SINGLE/2))")
 settle
 # A server that falls behind fails this step; say so and measure the rest.
 load --scenario single --rate "$HALF" --run-id s2 || echo "open loop at $HALF/s: the step failed (see above)"
+settle
+# The same schedule for /healthz: the latency floor of this machine and of
+# the generator, which every request pays whatever it does.
+load --scenario healthz --rate "$HALF"
 settle
 load --scenario batch --batch 1000 --concurrency 4 --run-id b1
 settle

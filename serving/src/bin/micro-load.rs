@@ -4,8 +4,9 @@
 //!
 //! Two modes: closed loop (`--concurrency N` workers, each sending its next
 //! request when the last answered: the service's maximum rate) and open loop
-//! (`--rate R`: requests are due on a fixed schedule and latency counts from
-//! when a request was due, so a stall is not hidden by the client waiting).
+//! (`--rate R`: requests are due on a fixed schedule, at most
+//! `--connections` of them in flight, and latency counts from when a request
+//! was due, so a stall is not hidden by the client waiting).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -49,6 +50,13 @@ struct Args {
     /// Requests per second (open loop); unset: closed loop.
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: requests in flight at most (one connection each). A
+    /// request due while all are busy waits for one, and its wait counts in
+    /// its latency; without a bound, a lagging server would be sent a new
+    /// connection per waiting request, measuring the generator's reaction
+    /// rather than the server.
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
     /// Interactions per request in the batch scenario.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -231,7 +239,7 @@ async fn main() -> Result<()> {
     let args = Args::parse();
     let duration = Duration::from_secs_f64(args.duration);
     let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency.max(64))
+        .pool_max_idle_per_host(args.concurrency.max(args.connections).max(64))
         .tcp_nodelay(true)
         .build()
         .context("HTTP client")?;
@@ -263,21 +271,38 @@ async fn main() -> Result<()> {
             }
         }
         Some(rate) => {
+            // Paced from a thread of its own: tokio's timer rounds every
+            // sleep up to the next millisecond, which would add up to 1 ms
+            // of the generator's own lateness to each latency. A thread's
+            // sleep wakes within tens of µs.
             let interval = Duration::from_secs_f64(1.0 / rate.max(1e-3));
-            let mut due = started;
-            while due < deadline {
-                let now = Instant::now();
-                if due > now {
-                    tokio::time::sleep(due - now).await;
-                }
+            let in_flight = Arc::new(tokio::sync::Semaphore::new(shared.args.connections.max(1)));
+            let pacer = {
                 let (shared, items) = (shared.clone(), items.clone());
-                let this = due;
-                tasks.push(tokio::spawn(async move {
-                    let n = shared.record(this).await;
-                    items.fetch_add(n, Ordering::Relaxed);
-                }));
-                due += interval;
-            }
+                tokio::task::spawn_blocking(move || {
+                    let mut tasks = Vec::new();
+                    let mut due = started;
+                    while due < deadline {
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                        let (shared, items, in_flight) =
+                            (shared.clone(), items.clone(), in_flight.clone());
+                        let this = due;
+                        tasks.push(tokio::spawn(async move {
+                            let Ok(_permit) = in_flight.acquire_owned().await else {
+                                return;
+                            };
+                            let n = shared.record(this).await;
+                            items.fetch_add(n, Ordering::Relaxed);
+                        }));
+                        due += interval;
+                    }
+                    tasks
+                })
+            };
+            tasks = pacer.await.context("pacing thread")?;
         }
     }
     for t in tasks {
