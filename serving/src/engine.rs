@@ -11,8 +11,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasher;
-
-use foldhash::fast::RandomState;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -22,6 +20,7 @@ use features::{
     FeatureSpec, FoldInput, Interaction, LifeStage, Profile, ProfileAbout, ProfileConfidence,
     ProfileScorer, Scores, UserFeatureState, UserRegistration,
 };
+use foldhash::fast::RandomState;
 use ndarray::Array2;
 
 const SHARDS: usize = 64;

@@ -471,34 +471,13 @@ impl Writer {
                 } => {
                     let mut size = batch.len();
                     let mut group = vec![(batch, reply, _permit)];
-                    // Once with what is queued, and once more after letting
-                    // every runnable task run: requests being read at this
-                    // moment join this commit instead of paying one of their
-                    // own (see `GATHER_BELOW`).
-                    for round in 0..2 {
-                        if round == 1 {
-                            if size >= GATHER_BELOW || pending.is_some() {
-                                break;
-                            }
-                            tokio::task::yield_now().await;
-                        }
-                        while size < MAX_GROUP {
-                            match rx.try_recv() {
-                                Ok(Job::Ingest {
-                                    batch,
-                                    reply,
-                                    _permit,
-                                }) => {
-                                    size += batch.len();
-                                    group.push((batch, reply, _permit));
-                                }
-                                Ok(other) => {
-                                    pending = Some(other);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
+                    take_queued(&mut rx, &mut group, &mut size, &mut pending);
+                    // Once more after letting every runnable task run:
+                    // requests being read at this moment join this commit
+                    // instead of paying one of their own (see `GATHER_BELOW`).
+                    if size < GATHER_BELOW && pending.is_none() {
+                        tokio::task::yield_now().await;
+                        take_queued(&mut rx, &mut group, &mut size, &mut pending);
                     }
                     if let Some(committed) = self.append_group(group).await {
                         if let Err(mpsc::error::SendError(FoldJob::Group(c))) =
@@ -554,10 +533,7 @@ impl Writer {
     }
 
     /// Appends a group in one transaction; on failure answers its requests.
-    async fn append_group(
-        &self,
-        group: Vec<(Vec<Interaction>, Reply<Vec<Appended>>, OwnedSemaphorePermit)>,
-    ) -> Option<Committed> {
+    async fn append_group(&self, group: Group) -> Option<Committed> {
         let mut all = Vec::with_capacity(group.iter().map(|g| g.0.len()).sum());
         let mut replies = Vec::with_capacity(group.len());
         for (batch, reply, permit) in group {
@@ -726,6 +702,37 @@ impl Writer {
         let profiles = self.engine.rescore(&refs, now, self.bus.has_listeners());
         self.publish_profiles(profiles);
         Ok(refs.len())
+    }
+}
+
+/// Ingest jobs of one group, each with its reply and queue permit.
+type Group = Vec<(Vec<Interaction>, Reply<Vec<Appended>>, OwnedSemaphorePermit)>;
+
+/// Moves queued ingest jobs into `group` until it holds [`MAX_GROUP`]
+/// interactions or the queue is empty; a control job ends the group and is
+/// kept in `pending`, so order is kept.
+fn take_queued(
+    rx: &mut mpsc::Receiver<Job>,
+    group: &mut Group,
+    size: &mut usize,
+    pending: &mut Option<Job>,
+) {
+    while *size < MAX_GROUP {
+        match rx.try_recv() {
+            Ok(Job::Ingest {
+                batch,
+                reply,
+                _permit,
+            }) => {
+                *size += batch.len();
+                group.push((batch, reply, _permit));
+            }
+            Ok(other) => {
+                *pending = Some(other);
+                return;
+            }
+            Err(_) => return,
+        }
     }
 }
 
