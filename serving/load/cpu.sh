@@ -9,11 +9,7 @@
 # MICRO_PROFILE_FLUSH_MS and MICRO_LOG pass through to the server.
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
-MICRO_BIND=127.0.0.1:$PORT MICRO_DATABASE_URL="sqlite://$WORK/micro.db" MICRO_MODELS_DIR=models \
-  MICRO_LOG=${MICRO_LOG:-warn} "$BIN/micro-serve" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
+start_server
 TICK=$(getconf CLK_TCK)
 # user + system ticks of each thread, summed by thread name
 threads() {

@@ -12,11 +12,7 @@
 set -euo pipefail
 SECS=${1:-10}
 source "$(dirname "$0")/common.sh"
-MICRO_BIND=127.0.0.1:$PORT MICRO_DATABASE_URL="sqlite://$WORK/micro.db" MICRO_MODELS_DIR=models \
-  MICRO_LOG=warn "$BIN/micro-serve" &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null; rm -rf "$WORK"' EXIT
-for _ in $(seq 100); do curl -sf "$BASE/readyz" >/dev/null && break; sleep 0.1; done
+start_server
 load() { "$BIN/micro-load" --base "$BASE" --duration "$SECS" --targets "$TARGETS" "$@"; }
 # Between steps, let the server finish what the last one left behind (profile
 # writes every 5 s, log indexing), so no step pays for the one before it.

@@ -52,13 +52,11 @@ pub(super) const SQLITE_PRAGMAS: [(&str, &str); 4] = [
     // ones stay as a backstop for a huge WAL.
     ("wal_autocheckpoint", "65536"),
 ];
-/// Set on each attached file (`idx`, `prof`) as on the main one: journal
-/// mode is kept in the file, the others are per connection and per file.
-pub(super) const SQLITE_ATTACHED_PRAGMAS: [(&str, &str); 3] = [
-    ("journal_mode", "WAL"),
-    ("synchronous", "FULL"),
-    ("cache_size", "-65536"),
-];
+/// Set on each attached file (`idx`, `prof`) by every connection, as on the
+/// main one: they are per connection and per file. (WAL mode is kept in the
+/// file, and set once by the pool.)
+pub(super) const SQLITE_ATTACHED_PRAGMAS: [(&str, &str); 2] =
+    [("synchronous", "FULL"), ("cache_size", "-65536")];
 pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// `SELECT <every interaction column> FROM interactions` followed by the
 /// rest of a statement, as one literal (the statement cache keys on it).
@@ -1105,7 +1103,9 @@ impl SqliteStore {
                                 .bind(file.to_string_lossy().into_owned())
                                 .execute(&mut *conn)
                                 .await?;
-                            for (name, value) in SQLITE_ATTACHED_PRAGMAS {
+                            let journal = [("journal_mode", "WAL")];
+                            for (name, value) in journal.into_iter().chain(SQLITE_ATTACHED_PRAGMAS)
+                            {
                                 sqlx::query(&format!("PRAGMA {schema}.{name} = {value}"))
                                     .execute(&mut *conn)
                                     .await?;

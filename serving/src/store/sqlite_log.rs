@@ -112,11 +112,9 @@ fn connect(database: &Path, index: &Path) -> rusqlite::Result<Connection> {
         "ATTACH DATABASE ?1 AS idx",
         [index.to_string_lossy().as_ref()],
     )?;
-    // Journal mode is the file's own, set when the pool attached it.
+    // WAL mode is the file's own, set when the pool attached it.
     for (name, value) in SQLITE_ATTACHED_PRAGMAS {
-        if name != "journal_mode" {
-            conn.pragma_update(Some(rusqlite::DatabaseName::Attached("idx")), name, value)?;
-        }
+        conn.pragma_update(Some(rusqlite::DatabaseName::Attached("idx")), name, value)?;
     }
     Ok(conn)
 }
