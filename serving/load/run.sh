@@ -7,6 +7,8 @@
 #   3. batched ingest (NDJSON batches, durable on SQLite)
 #   4. profile GET ceiling (closed loop) over the users just written
 # Each step after the first POSTs starts once the server is idle again.
+# micro-load ends each step with the machine's own stalls over it (a
+# real-time probe; serving/load/stalls.sh shows what causes them here).
 # Usage: serving/load/run.sh [seconds per step, default 10]
 # Figures go to docs/benchmarks.md by hand, with this command line.
 set -euo pipefail

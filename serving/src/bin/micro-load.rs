@@ -7,14 +7,27 @@
 //! (`--rate R`: requests are due on a fixed schedule, at most
 //! `--connections` of them in flight, and latency counts from when a request
 //! was due, so a stall is not hidden by the client waiting).
+//!
+//! Every HTTP run also reports the machine's own stalls, seen by a probe
+//! thread (see [`probe_stalls`]): on a virtual machine the host may stop
+//! every core for milliseconds at a time, which no server can answer through.
+//! The `fsync` scenario measures what a durable commit costs the machine
+//! with no server at all, and provokes those stalls on its own
+//! (`serving/load/stalls.sh`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use thread_priority::{
+    set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadPriority,
+    ThreadSchedulePolicy,
+};
 use tokio::sync::Mutex;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -31,6 +44,10 @@ enum Scenario {
     /// (`micro.interactions.load`); measured end to end: until the service
     /// reports them all taken and stored (`micro_bus_interactions_total`).
     Nats,
+    /// No server: writes 16 KiB to a file in `--dir` and waits for it to
+    /// reach the disk (`fdatasync`), what one durable commit costs the
+    /// machine.
+    Fsync,
 }
 
 #[derive(Parser, Debug)]
@@ -79,7 +96,16 @@ struct Args {
     /// Interactions to publish (nats scenario).
     #[arg(long, default_value_t = 1_000_000)]
     count: u64,
+    /// Directory of the fsync scenario's file (removed at the end).
+    #[arg(long, default_value_os_t = std::env::temp_dir())]
+    dir: PathBuf,
 }
+
+/// Bytes each fsync-scenario request writes (four SQLite pages, the size of
+/// a small group commit in the write-ahead log).
+const FSYNC_WRITE: usize = 16 * 1024;
+/// Blocks the fsync scenario's file cycles through (16 MiB).
+const FSYNC_BLOCKS: u64 = 1024;
 
 struct Shared {
     args: Args,
@@ -88,6 +114,8 @@ struct Shared {
     ok: AtomicU64,
     failed: AtomicU64,
     latency: Mutex<Histogram<u64>>,
+    /// The fsync scenario's file.
+    file: Option<Arc<std::fs::File>>,
 }
 
 impl Shared {
@@ -118,6 +146,16 @@ impl Shared {
         let a = &self.args;
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let request = match a.scenario {
+            Scenario::Fsync => {
+                let file = self.file.clone().context("no file to write")?;
+                tokio::task::spawn_blocking(move || {
+                    let block = vec![0x5a_u8; FSYNC_WRITE];
+                    file.write_all_at(&block, (n % FSYNC_BLOCKS) * FSYNC_WRITE as u64)?;
+                    file.sync_data()
+                })
+                .await??;
+                return Ok(0);
+            }
             Scenario::Healthz | Scenario::Nats => self.client.get(format!("{}/healthz", a.base)),
             Scenario::Profile => {
                 let user = n.wrapping_mul(2_654_435_761) % a.users;
@@ -234,6 +272,83 @@ async fn nats(shared: Arc<Shared>) -> Result<()> {
     Ok(())
 }
 
+/// How often the stall probe wakes.
+const PROBE_EVERY: Duration = Duration::from_millis(1);
+/// How late a wake-up must be to count as a stall.
+const STALL_OVER: Duration = Duration::from_millis(2);
+
+/// What the stall probe saw.
+#[derive(Debug, Default)]
+struct Stalls {
+    /// Whether the probe ran at real-time priority.
+    realtime: bool,
+    /// Wake-ups later than [`STALL_OVER`], their lateness summed, the latest.
+    count: u64,
+    total: Duration,
+    longest: Duration,
+    watched: Duration,
+}
+
+impl Stalls {
+    fn share(&self) -> f64 {
+        self.total.as_secs_f64() / self.watched.as_secs_f64().max(1e-9)
+    }
+}
+
+/// A thread that sleeps [`PROBE_EVERY`] at a time until `stop`, counting
+/// wake-ups late by more than [`STALL_OVER`]. At real-time priority (when
+/// allowed: root or `CAP_SYS_NICE`) no other thread of this machine can keep
+/// it from a core, so a late wake-up means the machine itself did not run:
+/// on a virtual machine, the host stopped it. At normal priority it also
+/// counts waits for a busy core, and says so.
+fn probe_stalls(stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<Stalls>> {
+    std::thread::Builder::new()
+        .name("stall-probe".into())
+        .spawn(move || {
+            let realtime = set_thread_priority_and_policy(
+                thread_native_id(),
+                ThreadPriority::Min,
+                ThreadSchedulePolicy::Realtime(RealtimeThreadSchedulePolicy::Fifo),
+            )
+            .is_ok();
+            let mut seen = Stalls {
+                realtime,
+                ..Stalls::default()
+            };
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) {
+                let before = Instant::now();
+                std::thread::sleep(PROBE_EVERY);
+                let late = before.elapsed().saturating_sub(PROBE_EVERY);
+                if late > STALL_OVER {
+                    seen.count += 1;
+                    seen.total += late;
+                    seen.longest = seen.longest.max(late);
+                }
+            }
+            seen.watched = started.elapsed();
+            seen
+        })
+        .context("stall probe thread")
+}
+
+/// The fsync scenario's file, written whole first so that every timed write
+/// overwrites: no request pays for the file growing.
+fn fsync_file(path: &std::path::Path) -> Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    let block = vec![0_u8; FSYNC_WRITE];
+    for i in 0..FSYNC_BLOCKS {
+        file.write_all_at(&block, i * FSYNC_WRITE as u64)?;
+    }
+    file.sync_all()?;
+    Ok(file)
+}
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
@@ -243,6 +358,13 @@ async fn main() -> Result<()> {
         .tcp_nodelay(true)
         .build()
         .context("HTTP client")?;
+    let fsync_path = args
+        .dir
+        .join(format!("micro-load-fsync-{}", std::process::id()));
+    let file = match args.scenario {
+        Scenario::Fsync => Some(Arc::new(fsync_file(&fsync_path)?)),
+        _ => None,
+    };
     let shared = Arc::new(Shared {
         args,
         client,
@@ -250,10 +372,13 @@ async fn main() -> Result<()> {
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new(3)?),
+        file,
     });
     if matches!(shared.args.scenario, Scenario::Nats) {
         return nats(shared).await;
     }
+    let stop_probe = Arc::new(AtomicBool::new(false));
+    let probe = probe_stalls(stop_probe.clone())?;
     let items = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;
@@ -309,6 +434,13 @@ async fn main() -> Result<()> {
         let _ = t.await;
     }
     let secs = started.elapsed().as_secs_f64();
+    stop_probe.store(true, Ordering::Relaxed);
+    let stalls = probe
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stall probe panicked"))?;
+    if matches!(shared.args.scenario, Scenario::Fsync) {
+        let _ = std::fs::remove_file(&fsync_path);
+    }
     let ok = shared.ok.load(Ordering::Relaxed);
     let failed = shared.failed.load(Ordering::Relaxed);
     let items = items.load(Ordering::Relaxed);
@@ -332,6 +464,20 @@ async fn main() -> Result<()> {
         ms(0.999),
         h.max() as f64 / 1000.0,
     );
+    println!(
+        "  machine stalls (a {} thread woken every {} ms, late by over {} ms): {}, {:.1} ms in all = {:.2} % of the run, longest {:.1} ms",
+        if stalls.realtime {
+            "real-time"
+        } else {
+            "normal-priority (so counting waits for a busy core too)"
+        },
+        PROBE_EVERY.as_millis(),
+        STALL_OVER.as_millis(),
+        stalls.count,
+        stalls.total.as_secs_f64() * 1e3,
+        stalls.share() * 100.0,
+        stalls.longest.as_secs_f64() * 1e3,
+    );
     if shared.args.json {
         println!(
             "{}",
@@ -341,6 +487,10 @@ async fn main() -> Result<()> {
                 "requests_per_sec": ok as f64 / secs,
                 "interactions_per_sec": items as f64 / secs,
                 "p50_ms": ms(0.5), "p99_ms": ms(0.99), "p999_ms": ms(0.999),
+                "stalls": stalls.count, "stall_ms": stalls.total.as_secs_f64() * 1e3,
+                "stall_share": stalls.share(),
+                "stall_longest_ms": stalls.longest.as_secs_f64() * 1e3,
+                "stall_probe_realtime": stalls.realtime,
             })
         );
     }
