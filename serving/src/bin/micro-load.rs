@@ -8,9 +8,10 @@
 //! `--connections` of them in flight, and latency counts from when a request
 //! was due, so a stall is not hidden by the client waiting).
 //!
-//! Every HTTP run also reports the machine's own stalls, seen by a probe
-//! thread (see [`probe_stalls`]): on a virtual machine the host may stop
-//! every core for milliseconds at a time, which no server can answer through.
+//! Every run but the NATS one also reports the machine's own stalls, seen
+//! by a probe thread (see [`probe_stalls`]): on a virtual machine the host
+//! may stop every core for milliseconds at a time, which no server can
+//! answer through.
 //! The `fsync` scenario measures what a durable commit costs the machine
 //! with no server at all, and provokes those stalls on its own
 //! (`serving/load/stalls.sh`).
@@ -282,7 +283,8 @@ const STALL_OVER: Duration = Duration::from_millis(2);
 struct Stalls {
     /// Whether the probe ran at real-time priority.
     realtime: bool,
-    /// Wake-ups later than [`STALL_OVER`], their lateness summed, the latest.
+    /// Wake-ups later than [`STALL_OVER`]: how many, their lateness summed,
+    /// and the longest.
     count: u64,
     total: Duration,
     longest: Duration,
