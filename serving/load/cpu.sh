@@ -12,6 +12,9 @@ set -euo pipefail
 source "$(dirname "$0")/common.sh"
 start_server
 TICK=$(getconf CLK_TCK)
+# Seconds of the step read: just before the generator exits (its own
+# ticks vanish with it).
+WINDOW=9.5
 # user + system ticks of each thread, summed by thread name
 threads() {
   for t in /proc/"$1"/task/*; do
@@ -26,13 +29,12 @@ before=$(threads $SERVER)
 disk_before=$(disk)
 "$BIN/micro-load" --base "$BASE" --duration 10 --targets "$TARGETS" "$@" >"$WORK/load.out" &
 LOAD=$!
-# Read just before the generator exits (its own ticks vanish with it).
-sleep 9.5
+sleep $WINDOW
 tool=$(awk '{print $14+$15}' /proc/$LOAD/stat)
 after=$(threads $SERVER)
 disk_after=$(disk)
 wait $LOAD
 cat "$WORK/load.out"
-awk -v n="$tool" -v t="$TICK" 'BEGIN {printf "CPU seconds over the first 9.5 s (load generator: %.2f):\n", n/t}'
+awk -v n="$tool" -v t="$TICK" -v w="$WINDOW" 'BEGIN {printf "CPU seconds over the first %s s (load generator: %.2f):\n", w, n/t}'
 join <(echo "$before") <(echo "$after") | awk -v t="$TICK" '$3 > $2 {printf "  %-18s %.2f\n", $1, ($3-$2)/t}'
-echo "$disk_before $disk_after" | awk '{printf "disk, per second: %.0f writes, %.0f flushes\n", ($3-$1)/9.5, ($4-$2)/9.5}'
+echo "$disk_before $disk_after" | awk -v w="$WINDOW" '{printf "disk, per second: %.0f writes, %.0f flushes\n", ($3-$1)/w, ($4-$2)/w}'

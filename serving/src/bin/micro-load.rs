@@ -116,7 +116,7 @@ struct Shared {
     failed: AtomicU64,
     latency: Mutex<Histogram<u64>>,
     /// The fsync scenario's file.
-    file: Option<Arc<std::fs::File>>,
+    fsync: Option<Arc<FsyncFile>>,
 }
 
 impl Shared {
@@ -148,13 +148,8 @@ impl Shared {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let request = match a.scenario {
             Scenario::Fsync => {
-                let file = self.file.clone().context("no file to write")?;
-                tokio::task::spawn_blocking(move || {
-                    let block = vec![0x5a_u8; FSYNC_WRITE];
-                    file.write_all_at(&block, (n % FSYNC_BLOCKS) * FSYNC_WRITE as u64)?;
-                    file.sync_data()
-                })
-                .await??;
+                let target = self.fsync.clone().context("no file to write")?;
+                tokio::task::spawn_blocking(move || target.write_block(n)).await??;
                 return Ok(0);
             }
             Scenario::Healthz | Scenario::Nats => self.client.get(format!("{}/healthz", a.base)),
@@ -334,21 +329,50 @@ fn probe_stalls(stop: Arc<AtomicBool>) -> Result<std::thread::JoinHandle<Stalls>
         .context("stall probe thread")
 }
 
-/// The fsync scenario's file, written whole first so that every timed write
-/// overwrites: no request pays for the file growing.
-fn fsync_file(path: &std::path::Path) -> Result<std::fs::File> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    let block = vec![0_u8; FSYNC_WRITE];
-    for i in 0..FSYNC_BLOCKS {
-        file.write_all_at(&block, i * FSYNC_WRITE as u64)?;
+/// The fsync scenario's file, written whole when created so that every
+/// timed write overwrites (no request pays for the file growing), and
+/// removed when dropped.
+#[derive(Debug)]
+struct FsyncFile {
+    path: PathBuf,
+    file: std::fs::File,
+    block: Vec<u8>,
+}
+
+impl FsyncFile {
+    fn create(path: PathBuf) -> Result<FsyncFile> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        let target = FsyncFile {
+            path,
+            file,
+            block: vec![0x5a; FSYNC_WRITE],
+        };
+        for i in 0..FSYNC_BLOCKS {
+            target
+                .file
+                .write_all_at(&target.block, i * FSYNC_WRITE as u64)?;
+        }
+        target.file.sync_all()?;
+        Ok(target)
     }
-    file.sync_all()?;
-    Ok(file)
+
+    /// Writes block `n` (modulo the file's size) and waits for the disk.
+    fn write_block(&self, n: u64) -> std::io::Result<()> {
+        self.file
+            .write_all_at(&self.block, (n % FSYNC_BLOCKS) * FSYNC_WRITE as u64)?;
+        self.file.sync_data()
+    }
+}
+
+impl Drop for FsyncFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 #[tokio::main]
@@ -360,11 +384,11 @@ async fn main() -> Result<()> {
         .tcp_nodelay(true)
         .build()
         .context("HTTP client")?;
-    let fsync_path = args
-        .dir
-        .join(format!("micro-load-fsync-{}", std::process::id()));
-    let file = match args.scenario {
-        Scenario::Fsync => Some(Arc::new(fsync_file(&fsync_path)?)),
+    let fsync = match args.scenario {
+        Scenario::Fsync => Some(Arc::new(FsyncFile::create(
+            args.dir
+                .join(format!("micro-load-fsync-{}", std::process::id())),
+        )?)),
         _ => None,
     };
     let shared = Arc::new(Shared {
@@ -374,7 +398,7 @@ async fn main() -> Result<()> {
         ok: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new(3)?),
-        file,
+        fsync,
     });
     if matches!(shared.args.scenario, Scenario::Nats) {
         return nats(shared).await;
@@ -440,9 +464,6 @@ async fn main() -> Result<()> {
     let stalls = probe
         .join()
         .map_err(|_| anyhow::anyhow!("the stall probe panicked"))?;
-    if matches!(shared.args.scenario, Scenario::Fsync) {
-        let _ = std::fs::remove_file(&fsync_path);
-    }
     let ok = shared.ok.load(Ordering::Relaxed);
     let failed = shared.failed.load(Ordering::Relaxed);
     let items = items.load(Ordering::Relaxed);
