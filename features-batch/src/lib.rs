@@ -42,7 +42,7 @@ pub const USER_ID: &str = "user_id";
 
 fn catalog_frames(catalog: &CatalogIndex) -> Result<(DataFrame, DataFrame)> {
     let mut ids = Vec::new();
-    let mut prices = Vec::new();
+    let mut prices: Vec<Option<f64>> = Vec::new();
     let mut tag_targets = Vec::new();
     let mut tags = Vec::new();
     let mut is_category = Vec::new();
@@ -55,9 +55,11 @@ fn catalog_frames(catalog: &CatalogIndex) -> Result<(DataFrame, DataFrame)> {
             is_category.push(if info.category == Some(t) { 1.0 } else { 0.0 });
         }
     }
+    let known = vec![true; ids.len()];
     let prices = DataFrame::new_infer_height(vec![
         Column::new("target_id".into(), ids),
         Column::new("price".into(), prices),
+        Column::new("known".into(), known),
     ])?;
     let tags = DataFrame::new_infer_height(vec![
         Column::new("target_id".into(), tag_targets),
@@ -81,6 +83,14 @@ fn ratio(num: Expr, den: Expr) -> Expr {
     when(den.clone().gt(lit(0.0)))
         .then(num / den)
         .otherwise(lit(0.0))
+}
+
+/// `|x|` (polars' own needs a cargo feature for one expression); null stays
+/// null.
+fn abs(x: Expr) -> Expr {
+    when(x.clone().lt(lit(0.0)))
+        .then(lit(0.0) - x.clone())
+        .otherwise(x)
 }
 
 /// Microseconds from `ts` to `as_of`, clamped at zero, as float.
@@ -114,6 +124,19 @@ pub fn compute_features(
     }
 
     // One row per distinct interaction up to `as_of`, with per-row terms.
+    // Purchase lines are sorted into sales, returns and voids as the
+    // definition says (`features::incremental::PurchaseLine` for the fold).
+    let quantity = col(cols::QUANTITY).fill_null(lit(1.0));
+    let is_return = is_purchase.clone().and(
+        quantity
+            .clone()
+            .lt(lit(0.0))
+            .or(col(cols::AMOUNT).lt(lit(0.0)).fill_null(lit(false))),
+    );
+    let is_sale = is_purchase
+        .clone()
+        .and(is_return.clone().not())
+        .and(quantity.clone().neq(lit(0.0)));
     let rows = interactions
         .clone()
         .lazy()
@@ -125,59 +148,100 @@ pub fn compute_features(
             ((col("t_last") - col(cols::TS)).cast(DataType::Float64) * lit(-rate))
                 .exp()
                 .alias("w"),
+            col("known").fill_null(lit(false)).alias("known"),
             col("price").log(lit(std::f64::consts::E)).alias("lp"),
-            when(is_purchase.clone())
-                .then(col(cols::QUANTITY).fill_null(lit(1.0)))
-                .otherwise(lit(NULL))
-                .alias("qty"),
+            is_sale.alias("is_sale"),
+            is_return.alias("is_return"),
             engagement.alias("e"),
             // Integer division truncates, which is flooring here: validation
             // keeps timestamps at or after 1970.
             ((col(cols::TS) / lit(MICROS_PER_HOUR)) % lit(24i64) / lit(6i64)).alias("daypart"),
             ((col(cols::TS) / lit(MICROS_PER_DAY) + lit(3i64)) % lit(7i64)).alias("weekday"),
         ])
-        .with_column(
-            when(is_purchase.clone())
-                .then(coalesce(&[col(cols::AMOUNT), col("price") * col("qty")]))
+        .with_columns([
+            when(col("is_sale"))
+                .then(quantity.clone())
+                .otherwise(lit(NULL))
+                .alias("qty"),
+            when(col("is_sale"))
+                .then(coalesce(&[
+                    col(cols::AMOUNT),
+                    col("price") * quantity.clone(),
+                ]))
                 .otherwise(lit(NULL))
                 .alias("spend"),
-        )
+            when(col("is_return"))
+                .then(coalesce(&[
+                    abs(col(cols::AMOUNT)),
+                    col("price") * abs(quantity),
+                ]))
+                .otherwise(lit(NULL))
+                .alias("refund"),
+        ])
+        // Conditional terms as columns of their own: a plain sum per group is
+        // far cheaper for polars than a filter inside the aggregation.
+        .with_columns([
+            col("spend").log1p().alias("log_spend"),
+            when(col("is_sale"))
+                .then(col(cols::TS))
+                .otherwise(lit(NULL))
+                .alias("ts_sale"),
+            when(col("is_sale"))
+                .then(col("lp"))
+                .otherwise(lit(NULL))
+                .alias("lp_sale"),
+            when(is_purchase.clone())
+                .then(lit(NULL))
+                .otherwise(col("lp"))
+                .alias("lp_browse"),
+            when(col("spend").is_not_null())
+                .then(col("w"))
+                .otherwise(lit(NULL))
+                .alias("w_spend"),
+            when(col("known"))
+                .then(col("w") * col("e"))
+                .otherwise(lit(NULL))
+                .alias("we_known"),
+        ])
         .cache();
 
+    let has_spend = || col("spend").is_not_null();
     let mut aggs = vec![
         len().cast(DataType::Float64).alias("n"),
         col(cols::TS).min().alias("t_first"),
         col(cols::TS).max().alias("t_last"),
-        col(cols::TS)
-            .filter(is_purchase.clone())
-            .max()
-            .alias("t_last_purchase"),
-        count_if(col("lp").is_not_null()).alias("n_known"),
+        col("ts_sale").max().alias("t_last_purchase"),
+        count_if(col("known")).alias("n_known"),
+        count_if(col("lp").is_not_null()).alias("n_priced"),
+        count_if(col("is_return")).alias("n_return"),
         col("spend").sum().alias("spend_sum"),
-        count_if(col("spend").is_not_null()).alias("n_spend"),
+        col("refund").sum().alias("refund_sum"),
+        count_if(has_spend()).alias("n_spend"),
+        col("log_spend").sum().alias("log_spend_sum"),
         (col("spend") * col("w")).sum().alias("decayed_spend"),
+        (col("log_spend") * col("w"))
+            .sum()
+            .alias("decayed_log_spend"),
+        col("w_spend").sum().alias("decayed_spend_count"),
         col("qty").sum().alias("qty_sum"),
-        col("lp")
-            .filter(is_purchase.clone())
-            .sum()
-            .alias("lp_purchased_sum"),
-        count_if(col("lp").is_not_null().and(is_purchase.clone())).alias("n_lp_purchased"),
-        col("lp")
-            .filter(is_purchase.clone().not())
-            .sum()
-            .alias("lp_browsed_sum"),
-        count_if(col("lp").is_not_null().and(is_purchase.clone().not())).alias("n_lp_browsed"),
+        col("lp").sum().alias("lp_sum"),
+        col("lp_sale").sum().alias("lp_purchased_sum"),
+        count_if(col("lp_sale").is_not_null()).alias("n_lp_purchased"),
+        col("lp_browse").sum().alias("lp_browsed_sum"),
+        count_if(col("lp_browse").is_not_null()).alias("n_lp_browsed"),
         (col("lp") * col("lp")).sum().alias("lp_sq_sum"),
         col("lp").max().alias("lp_max"),
         col("w").sum().alias("decayed_count"),
-        (col("w") * col("e"))
-            .filter(col("lp").is_not_null())
-            .sum()
-            .alias("decayed_engagement"),
+        col("we_known").sum().alias("decayed_engagement"),
         count_if(col("weekday").gt_eq(lit(5i64))).alias("n_weekend"),
     ];
     for kind in InteractionType::ALL {
-        aggs.push(count_if(kind_is(kind)).alias(format!("n_kind{}", kind.index())));
+        let counted = if kind == InteractionType::Purchase {
+            col("is_sale")
+        } else {
+            kind_is(kind)
+        };
+        aggs.push(count_if(counted).alias(format!("n_kind{}", kind.index())));
     }
     for part in 0..4i64 {
         aggs.push(count_if(col("daypart").eq(lit(part))).alias(format!("n_daypart{part}")));
@@ -187,34 +251,46 @@ pub fn compute_features(
     let n = || col("n");
     let day = MICROS_PER_DAY as f64;
     let to_now = (micros_until(as_of_micros, col("t_last")) * lit(-rate)).exp();
-    let n_priced = col("n_lp_purchased") + col("n_lp_browsed");
-    let mean_lp = ratio(
-        col("lp_purchased_sum") + col("lp_browsed_sum"),
-        n_priced.clone(),
-    );
-    let variance = ratio(col("lp_sq_sum"), n_priced.clone()) - mean_lp.clone() * mean_lp;
+    let mean_lp = ratio(col("lp_sum"), col("n_priced"));
+    let variance = ratio(col("lp_sq_sum"), col("n_priced")) - mean_lp.clone() * mean_lp.clone();
     let weeks =
         (col("t_last") - col("t_first")).cast(DataType::Float64) / lit(MICROS_PER_WEEK as f64);
+    let weeks = when(weeks.clone().gt(lit(1.0)))
+        .then(weeks)
+        .otherwise(lit(1.0));
+    let net_spend = when(col("spend_sum").gt(col("refund_sum")))
+        .then(col("spend_sum") - col("refund_sum"))
+        .otherwise(lit(0.0));
     let has_purchased = col("t_last_purchase").is_not_null();
+    let n_purchase = col(format!("n_kind{}", InteractionType::Purchase.index()));
     let mut features = vec![n().log1p(), (col("decayed_count") * to_now.clone()).log1p()];
     for kind in InteractionType::ALL {
         features.push(ratio(col(format!("n_kind{}", kind.index())), n()));
     }
-    let n_purchase = col(format!("n_kind{}", InteractionType::Purchase.index()));
     features.extend([
+        ratio(col("n_return"), n()),
         n_purchase.clone().log1p(),
-        col("spend_sum").log1p(),
+        net_spend.clone().log1p(),
         (col("decayed_spend") * to_now).log1p(),
-        when(col("n_spend").gt(lit(0.0)))
-            .then((col("spend_sum") / col("n_spend")).log1p())
-            .otherwise(lit(0.0)),
+        ratio(col("spend_sum"), col("n_spend")).log1p(),
+        ratio(col("log_spend_sum"), col("n_spend")),
+        ratio(col("decayed_log_spend"), col("decayed_spend_count")),
+        ratio(col("refund_sum"), col("spend_sum") + col("refund_sum")),
+        ratio(net_spend.clone(), n()).log1p(),
+        (net_spend / weeks.clone()).log1p(),
+        (n_purchase.clone() / weeks.clone()).log1p(),
         ratio(col("qty_sum"), n_purchase),
+        mean_lp,
         ratio(col("lp_purchased_sum"), col("n_lp_purchased")),
         ratio(col("lp_browsed_sum"), col("n_lp_browsed")),
         col("lp_max").fill_null(lit(0.0)),
-        when(n_priced.gt(lit(0.0)).and(variance.clone().gt(lit(0.0))))
-            .then(variance)
-            .otherwise(lit(0.0)),
+        when(
+            col("n_priced")
+                .gt(lit(0.0))
+                .and(variance.clone().gt(lit(0.0))),
+        )
+        .then(variance)
+        .otherwise(lit(0.0)),
         ratio(col("n_known"), n()),
         (micros_until(as_of_micros, col("t_first")) / lit(day)).log1p(),
         (micros_until(as_of_micros, col("t_last")) / lit(day)).log1p(),
@@ -224,10 +300,7 @@ pub fn compute_features(
         when(has_purchased)
             .then((micros_until(as_of_micros, col("t_last_purchase")) / lit(day)).log1p())
             .otherwise(lit(0.0)),
-        (n() / when(weeks.clone().gt(lit(1.0)))
-            .then(weeks)
-            .otherwise(lit(1.0)))
-        .log1p(),
+        (n() / weeks).log1p(),
     ]);
     for part in 0..4 {
         features.push(ratio(col(format!("n_daypart{part}")), n()));
@@ -250,7 +323,7 @@ pub fn compute_features(
 
     // Interest shares, long form: (user, tag, share).
     let tag_shares = rows
-        .filter(col("lp").is_not_null())
+        .filter(col("known"))
         .join(
             target_tags.lazy(),
             [col(cols::TARGET)],

@@ -1,18 +1,27 @@
 //! The catalog (SPEC §2.4): what interactions point at. It supplies the price
 //! and category signal; interactions whose target is not in it still count.
+//!
+//! Real catalogs are incomplete: items that never sold have no price, some
+//! have none of the categories a shop uses. Such an item still says what it
+//! is (category and topics) or what it costs, so a missing or unusable price
+//! or category makes it an item without that signal, not an invalid one.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validation::{check_text, ValidationErrors};
+use crate::validation::{check_text, ProblemSummary, ValidationErrors};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CatalogItem {
     pub target_id: String,
     pub target_type: String,
-    pub category: String,
-    pub price: f64,
+    /// `None` when the source has no category for the item.
+    #[serde(default)]
+    pub category: Option<String>,
+    /// `None` means unknown (SPEC §2.4): the item gives no price signal.
+    #[serde(default)]
+    pub price: Option<f64>,
     #[serde(default)]
     pub subcategory: Option<String>,
     #[serde(default)]
@@ -26,9 +35,13 @@ impl CatalogItem {
         let mut errors = ValidationErrors::new();
         check_text(&mut errors, "target_id", Some(&self.target_id), 256);
         check_text(&mut errors, "target_type", Some(&self.target_type), 256);
-        check_text(&mut errors, "category", Some(&self.category), 128);
-        if !self.price.is_finite() || self.price <= 0.0 {
-            errors.push("price", "must be a finite number above 0");
+        if let Some(category) = &self.category {
+            check_text(&mut errors, "category", Some(category), 128);
+        }
+        if let Some(price) = self.price {
+            if !Self::is_usable_price(price) {
+                errors.push("price", "must be a finite number above 0 when given");
+            }
         }
         for (i, t) in self.topics.iter().enumerate() {
             if t.trim().is_empty() {
@@ -38,11 +51,19 @@ impl CatalogItem {
         errors.into_result(|| ())
     }
 
+    /// Whether a price can be used as one: finite and above zero. A zero or
+    /// negative catalog price is a placeholder, not what the item costs.
+    pub fn is_usable_price(price: f64) -> bool {
+        price.is_finite() && price > 0.0
+    }
+
     /// The interest tags of this item: its category, then its topics, each
     /// once, in that order.
     pub fn tags(&self) -> impl Iterator<Item = &str> {
         let mut seen: Vec<&str> = Vec::with_capacity(1 + self.topics.len());
-        std::iter::once(self.category.as_str())
+        self.category
+            .as_deref()
+            .into_iter()
             .chain(self.topics.iter().map(String::as_str))
             .filter(move |t| {
                 if seen.contains(t) {
@@ -95,6 +116,54 @@ impl Catalog {
         errors.into_result(|| Catalog { items, by_id })
     }
 
+    /// Builds a catalog from the rows of a real file (SPEC §2.4a), keeping
+    /// what can be used: an unusable price or category becomes unknown (the
+    /// item keeps its other signal; noted in `notes`), blank topics are
+    /// dropped, and a row without a valid target id or type, or repeating an
+    /// earlier row's target id (the first is kept), is skipped (`skipped`).
+    pub fn from_rows(
+        rows: impl IntoIterator<Item = (usize, CatalogItem)>,
+        skipped: &mut ProblemSummary,
+        notes: &mut ProblemSummary,
+    ) -> Catalog {
+        let mut items = Vec::new();
+        let mut by_id = HashMap::new();
+        for (row, mut item) in rows {
+            let mut row_notes: Vec<(&str, &str)> = Vec::new();
+            match item.price {
+                None => row_notes.push(("price", "missing: taken as unknown")),
+                Some(p) if !CatalogItem::is_usable_price(p) => {
+                    row_notes.push(("price", "not above 0: taken as unknown"));
+                    item.price = None;
+                }
+                Some(_) => {}
+            }
+            if item.category.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                row_notes.push(("category", "missing: the item gives no category signal"));
+                item.category = None;
+            }
+            item.topics.retain(|t| !t.trim().is_empty());
+            if let Err(errors) = item.validate() {
+                skipped.add(row, &errors);
+                continue;
+            }
+            if by_id.contains_key(&item.target_id) {
+                skipped.add_one(
+                    row,
+                    "target_id",
+                    "repeats an earlier row's: the first is kept",
+                );
+                continue;
+            }
+            for (field, message) in row_notes {
+                notes.add_one(row, field, message);
+            }
+            by_id.insert(item.target_id.clone(), items.len());
+            items.push(item);
+        }
+        Catalog { items, by_id }
+    }
+
     pub fn items(&self) -> &[CatalogItem] {
         &self.items
     }
@@ -143,8 +212,8 @@ mod tests {
         CatalogItem {
             target_id: id.into(),
             target_type: "product".into(),
-            category: category.into(),
-            price,
+            category: Some(category.into()),
+            price: Some(price),
             subcategory: None,
             brand: None,
             topics: topics.iter().map(|t| t.to_string()).collect(),
@@ -178,7 +247,84 @@ mod tests {
         assert!(text.contains("row 2: price"), "{text}");
         assert!(text.contains("row 2: topics[0]"), "{text}");
         let ok = Catalog::new(vec![item("a", "baby", 3.0, &[])]).expect("valid");
-        assert_eq!(ok.get("a").map(|i| i.price), Some(3.0));
+        assert_eq!(ok.get("a").and_then(|i| i.price), Some(3.0));
         assert!(ok.get("zzz").is_none());
+    }
+
+    #[test]
+    fn rows_of_a_real_file_keep_what_can_be_used() {
+        let mut no_price = item("a", "baby", 1.0, &["outdoor", " "]);
+        no_price.price = None;
+        let mut rows = vec![
+            no_price,
+            item("b", "toys", 0.0, &[]),
+            item("c", " ", 5.0, &[]),
+            item("", "toys", 5.0, &[]),
+            item("b", "garden", 7.0, &[]),
+        ];
+        rows[2].category = Some(" ".into());
+        let (mut skipped, mut notes) = (ProblemSummary::new(), ProblemSummary::new());
+        let catalog = Catalog::from_rows(
+            rows.into_iter().enumerate().map(|(i, item)| (i + 1, item)),
+            &mut skipped,
+            &mut notes,
+        );
+        let ids: Vec<&str> = catalog
+            .items()
+            .iter()
+            .map(|i| i.target_id.as_str())
+            .collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        let a = catalog.get("a").expect("a");
+        assert_eq!(
+            (a.price, &a.topics[..]),
+            (None, &["outdoor".to_owned()][..])
+        );
+        assert_eq!(
+            catalog.get("b").and_then(|b| b.price),
+            None,
+            "0 is not a price"
+        );
+        assert_eq!(
+            catalog.get("b").and_then(|b| b.category.as_deref()),
+            Some("toys")
+        );
+        assert_eq!(catalog.get("c").and_then(|c| c.category.as_deref()), None);
+        let skipped: Vec<(&str, usize, &[usize])> = skipped
+            .groups()
+            .iter()
+            .map(|g| (g.field.as_str(), g.count, &g.examples[..]))
+            .collect();
+        assert_eq!(
+            skipped,
+            [("target_id", 1, &[4][..]), ("target_id", 1, &[5][..])]
+        );
+        let notes: Vec<(&str, usize)> = notes
+            .groups()
+            .iter()
+            .map(|g| (g.field.as_str(), g.count))
+            .collect();
+        // notes describe the rows kept
+        assert_eq!(notes, [("category", 1), ("price", 1), ("price", 1)]);
+    }
+
+    #[test]
+    fn items_without_price_or_category_are_valid_and_keep_their_other_signal() {
+        let mut no_price = item("a", "baby", 1.0, &["outdoor"]);
+        no_price.price = None;
+        let mut no_category = item("b", "toys", 4.0, &["eco"]);
+        no_category.category = None;
+        let catalog = Catalog::new(vec![no_price, no_category]).expect("valid");
+        let a = catalog.get("a").expect("a");
+        assert_eq!(a.tags().collect::<Vec<_>>(), ["baby", "outdoor"]);
+        let b = catalog.get("b").expect("b");
+        assert_eq!(
+            (b.price, b.tags().collect::<Vec<_>>()),
+            (Some(4.0), vec!["eco"])
+        );
+        let mut zero = item("c", "toys", 0.0, &[]);
+        assert!(zero.validate().expect_err("zero price").has_field("price"));
+        zero.price = None;
+        assert!(zero.validate().is_ok());
     }
 }

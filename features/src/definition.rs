@@ -7,47 +7,74 @@
 //! implement exactly this table; the parity property test holds them to it.
 //!
 //! Notation: `n` interactions; `n_k` of kind `k`; a *known* interaction has its
-//! target in the catalog, giving `price` and `ln p = ln(price)`; `spend` of a
-//! purchase is `value.amount` when sent, else `price × quantity` when the
-//! target is known (quantity defaults to 1), else unknown. Amounts are taken
-//! in a single currency. Decay halves a weight every `half_life_days`:
+//! target in the catalog; a *priced* one's target also has a price, giving
+//! `ln p = ln(price)`. Amounts are taken in a single currency.
+//!
+//! Purchase lines (`PURCHACE`) come in three sorts, as point-of-sale data has
+//! them. With `q` the quantity (1 when absent) and `a` the amount (if sent):
+//! - a **return** has `q < 0` or `a < 0`; it refunds `|a|` when sent, else
+//!   `price × |q|` when priced, else an unknown amount;
+//! - a **void** line (coupons, corrections) has `q = 0` and is no return;
+//! - a **sale** is any other purchase line; it spends `a` when sent, else
+//!   `price × q` when priced, else an unknown amount.
+//!
+//! Only sales count as purchases (`n_purchase`, spend, quantity, last
+//! purchase); returns and voids are interactions like any other for
+//! activity, rhythm, prices and interests. Net spend is `max(0, Σ spend −
+//! Σ refund)`.
+//!
+//! Decay halves a weight every `half_life_days`:
 //! `w_i = 2^(-(t_last - t_i)/H)` relative to the user's latest interaction
 //! `t_last`, and absolute decayed totals multiply by `2^(-(T - t_last)/H)`,
 //! so shares do not depend on `T` and nothing underflows for active users.
 //! Time of day and weekday are taken in UTC. `ln1p(x) = ln(1 + x)`; a ratio
-//! whose denominator is zero is 0.
+//! whose denominator is zero is 0. `weeks = max(1, (t_last - t_first)/week)`
+//! is the span of activity in weeks, at least one.
+//!
+//! Totals (counts, spend, tenure) grow with the length of a history; rates,
+//! shares and means do not, so the first 20 interactions of a user look like
+//! a smaller sample of the same person. Both kinds are kept: a model sees
+//! how much history it has (`log_interactions`) beside what it says.
 //!
 //! | feature | definition | what it reveals |
 //! |---|---|---|
 //! | `log_interactions` | `ln1p(n)` | activity |
 //! | `log_decayed_interactions` | `ln1p(Σ w_i · 2^(-(T-t_last)/H))` | recent activity |
-//! | `share_purchase` … `share_share` | `n_k / n` for each kind | how the user engages |
+//! | `share_purchase` … `share_share` | `n_k / n` for each kind (purchases: sales) | how the user engages |
+//! | `share_return` | `#returns / n` | returning habit |
 //! | `log_purchases` | `ln1p(n_purchase)` | buying frequency |
-//! | `log_total_spend` | `ln1p(Σ spend)` | spending level |
+//! | `log_total_spend` | `ln1p(net spend)` | spending level |
 //! | `log_decayed_spend` | `ln1p(Σ w_i spend_i · 2^(-(T-t_last)/H))` | recent spending |
 //! | `log_mean_order_value` | `ln1p(Σ spend / #spend known)` | basket value |
-//! | `mean_quantity` | `Σ quantity / n_purchase` | basket size |
-//! | `mean_log_price_purchased` | mean `ln p` of known purchases | price level bought |
-//! | `mean_log_price_browsed` | mean `ln p` of known non-purchases | price level aspired to |
-//! | `max_log_price` | max `ln p` over known interactions (0 if none) | premium reach |
-//! | `var_log_price` | variance of `ln p` over known interactions | price range |
+//! | `mean_log_order_value` | `Σ ln1p(spend) / #spend known` | typical basket, robust to outliers |
+//! | `decayed_mean_log_order_value` | `Σ w_i ln1p(spend_i) / Σ w_i` over sales with known spend | recent typical basket |
+//! | `refund_share` | `Σ refund / (Σ spend + Σ refund)` | how much bought goes back |
+//! | `log_spend_per_interaction` | `ln1p(net spend / n)` | spend intensity |
+//! | `log_spend_per_week` | `ln1p(net spend / weeks)` | spending rate |
+//! | `log_purchases_per_week` | `ln1p(n_purchase / weeks)` | buying rate |
+//! | `mean_quantity` | `Σ q / n_purchase` over sales | basket size |
+//! | `mean_log_price` | mean `ln p` of priced interactions | price level |
+//! | `mean_log_price_purchased` | mean `ln p` of priced sales | price level bought |
+//! | `mean_log_price_browsed` | mean `ln p` of priced non-purchases | price level aspired to |
+//! | `max_log_price` | max `ln p` over priced interactions (0 if none) | premium reach |
+//! | `var_log_price` | variance of `ln p` over priced interactions | price range |
 //! | `known_target_share` | `#known / n` | how much of the history the catalog explains |
 //! | `log_tenure_days` | `ln1p((T - t_first)/day)` | how long we have known the user |
 //! | `log_recency_days` | `ln1p((T - t_last)/day)` | lapse |
-//! | `has_purchased` | 1 if any purchase, else 0 | buyer or browser |
-//! | `log_days_since_purchase` | `ln1p((T - t_last_purchase)/day)`, 0 without purchases | purchase lapse |
-//! | `log_interactions_per_week` | `ln1p(n / max(1, (t_last - t_first)/week))` | frequency |
+//! | `has_purchased` | 1 if any sale, else 0 | buyer or browser |
+//! | `log_days_since_purchase` | `ln1p((T - t_last_sale)/day)`, 0 without sales | purchase lapse |
+//! | `log_interactions_per_week` | `ln1p(n / weeks)` | frequency |
 //! | `share_night` … `share_evening` | share of interactions at 0–6, 6–12, 12–18, 18–24 h | daily rhythm |
 //! | `share_weekend` | share on Saturday or Sunday | weekly rhythm |
 //! | `tag:<name>` | `Σ_{known, tag ∈ tags} w_i e_i / Σ_{known} w_i e_i` | current interests |
 //! | `tag_lifetime:<name>` | `#{known, tag ∈ tags} / #known` (no decay, no weights) | lasting interests |
 //! | `category:<name>` | `#{known, category = name} / #known` | what the user actually shops for |
 //!
-//! `tags` of a catalog item are its category and topics; the vocabulary is
-//! fitted from the catalog (most frequent first, at most `max_tags`). The
-//! `category:` family counts only the item's own category: topics attached
-//! across categories blur `tag_lifetime:`, and categories are what the
-//! topic baseline (and most merchandising) ranks by. `e_i` is
+//! `tags` of a catalog item are its category (when it has one) and topics;
+//! the vocabulary is fitted from the catalog (most frequent first, at most
+//! `max_tags`). The `category:` family counts only the item's own category:
+//! topics attached across categories blur `tag_lifetime:`, and categories
+//! are what the topic baseline (and most merchandising) ranks by. `e_i` is
 //! the engagement weight of the interaction's kind (`type_weights`). Time
 //! differences are clamped at zero.
 
@@ -62,14 +89,14 @@ use crate::validation::ValidationErrors;
 
 /// Bumped whenever a definition above changes meaning, so that artifacts built
 /// with the old meaning are refused.
-pub const FEATURE_DEFINITION_VERSION: u32 = 4;
+pub const FEATURE_DEFINITION_VERSION: u32 = 5;
 
 pub const MICROS_PER_HOUR: i64 = 3_600_000_000;
 pub const MICROS_PER_DAY: i64 = 24 * MICROS_PER_HOUR;
 pub const MICROS_PER_WEEK: i64 = 7 * MICROS_PER_DAY;
 
 /// Names of the features that do not depend on the catalog, in vector order.
-pub const BASE_FEATURES: [&str; 27] = [
+pub const BASE_FEATURES: [&str; 35] = [
     "log_interactions",
     "log_decayed_interactions",
     "share_purchase",
@@ -77,11 +104,19 @@ pub const BASE_FEATURES: [&str; 27] = [
     "share_inquiry",
     "share_view",
     "share_share",
+    "share_return",
     "log_purchases",
     "log_total_spend",
     "log_decayed_spend",
     "log_mean_order_value",
+    "mean_log_order_value",
+    "decayed_mean_log_order_value",
+    "refund_share",
+    "log_spend_per_interaction",
+    "log_spend_per_week",
+    "log_purchases_per_week",
     "mean_quantity",
+    "mean_log_price",
     "mean_log_price_purchased",
     "mean_log_price_browsed",
     "max_log_price",
@@ -252,9 +287,12 @@ impl FeatureSpec {
                 tags.sort_unstable();
                 TargetInfo {
                     price: item.price,
-                    ln_price: item.price.ln(),
+                    ln_price: item.price.map(f64::ln),
                     tags: tags.into_boxed_slice(),
-                    category: tag_index.get(item.category.as_str()).copied(),
+                    category: item
+                        .category
+                        .as_deref()
+                        .and_then(|c| tag_index.get(c).copied()),
                 }
             })
             .collect();
@@ -268,8 +306,9 @@ impl FeatureSpec {
 /// What the features need of one catalog item.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TargetInfo {
-    pub price: f64,
-    pub ln_price: f64,
+    /// `None` when the catalog does not know the price.
+    pub price: Option<f64>,
+    pub ln_price: Option<f64>,
     /// Indices into [`FeatureSpec::tags`], ascending.
     pub tags: Box<[u16]>,
     /// The item's category as an index into [`FeatureSpec::tags`] (also in
@@ -351,8 +390,8 @@ mod tests {
         CatalogItem {
             target_id: id.into(),
             target_type: "product".into(),
-            category: category.into(),
-            price: 10.0,
+            category: Some(category.into()),
+            price: Some(10.0),
             subcategory: None,
             brand: None,
             topics: topics.iter().map(|t| t.to_string()).collect(),

@@ -48,28 +48,66 @@ impl<'a> FoldInput<'a> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct UserFeatureState {
     n: u32,
+    /// Per kind; purchases count sales only.
     n_by_kind: [u32; 5],
+    n_return: u32,
     n_known: u32,
+    n_priced: u32,
     first_ts: i64,
     last_ts: i64,
-    /// `i64::MIN` until the first purchase.
+    /// `i64::MIN` until the first sale.
     last_purchase_ts: i64,
     spend_sum: f64,
+    refund_sum: f64,
     n_spend: u32,
+    log_spend_sum: f64,
     quantity_sum: f64,
+    ln_price_sum: f64,
+    ln_price_sq_sum: f64,
     ln_price_purchased_sum: f64,
     n_price_purchased: u32,
     ln_price_browsed_sum: f64,
     n_price_browsed: u32,
-    ln_price_sq_sum: f64,
     ln_price_max: f64,
     n_by_daypart: [u32; 4],
     n_weekend: u32,
     decayed_count: f64,
     decayed_spend: f64,
+    decayed_log_spend: f64,
+    decayed_spend_count: f64,
     decayed_engagement: f64,
     /// Per tag touched, ascending by tag index.
     tags: Vec<TagEngagement>,
+}
+
+/// What a purchase line is (see [`crate::definition`]): a sale spending an
+/// amount, a return refunding one (either unknown when neither the line nor
+/// the catalog says), or a void line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PurchaseLine {
+    Sale { spend: Option<f64>, quantity: f64 },
+    Return { refund: Option<f64> },
+    Void,
+}
+
+impl PurchaseLine {
+    /// Sorts a purchase line by its quantity (1 when absent), amount (if
+    /// sent) and the catalog price of its target (if known).
+    pub fn of(quantity: Option<f64>, amount: Option<f64>, price: Option<f64>) -> PurchaseLine {
+        let q = quantity.unwrap_or(1.0);
+        if q < 0.0 || amount.is_some_and(|a| a < 0.0) {
+            PurchaseLine::Return {
+                refund: amount.map(f64::abs).or_else(|| price.map(|p| p * q.abs())),
+            }
+        } else if q == 0.0 {
+            PurchaseLine::Void
+        } else {
+            PurchaseLine::Sale {
+                spend: amount.or_else(|| price.map(|p| p * q)),
+                quantity: q,
+            }
+        }
+    }
 }
 
 /// Engagement with one interest tag: decayed engagement (relative to
@@ -108,23 +146,30 @@ impl Default for UserFeatureState {
         Self {
             n: 0,
             n_by_kind: [0; 5],
+            n_return: 0,
             n_known: 0,
+            n_priced: 0,
             first_ts: 0,
             last_ts: 0,
             last_purchase_ts: i64::MIN,
             spend_sum: 0.0,
+            refund_sum: 0.0,
             n_spend: 0,
+            log_spend_sum: 0.0,
             quantity_sum: 0.0,
+            ln_price_sum: 0.0,
+            ln_price_sq_sum: 0.0,
             ln_price_purchased_sum: 0.0,
             n_price_purchased: 0,
             ln_price_browsed_sum: 0.0,
             n_price_browsed: 0,
-            ln_price_sq_sum: 0.0,
             ln_price_max: 0.0,
             n_by_daypart: [0; 4],
             n_weekend: 0,
             decayed_count: 0.0,
             decayed_spend: 0.0,
+            decayed_log_spend: 0.0,
+            decayed_spend_count: 0.0,
             decayed_engagement: 0.0,
             tags: Vec::new(),
         }
@@ -164,6 +209,8 @@ impl UserFeatureState {
             let rescale = (-((t - self.last_ts) as f64) * rate).exp();
             self.decayed_count *= rescale;
             self.decayed_spend *= rescale;
+            self.decayed_log_spend *= rescale;
+            self.decayed_spend_count *= rescale;
             self.decayed_engagement *= rescale;
             for t in &mut self.tags {
                 t.decayed *= rescale;
@@ -175,61 +222,78 @@ impl UserFeatureState {
             (-((self.last_ts - t) as f64) * rate).exp()
         };
         self.n += 1;
-        self.n_by_kind[x.kind.index()] += 1;
         self.decayed_count += weight;
         let (daypart, weekend) = daypart_and_weekend(t);
         self.n_by_daypart[daypart] += 1;
         self.n_weekend += u32::from(weekend);
 
-        let is_purchase = x.kind == InteractionType::Purchase;
-        if is_purchase {
-            self.last_purchase_ts = self.last_purchase_ts.max(t);
-            let quantity = x.quantity.unwrap_or(1.0);
-            self.quantity_sum += quantity;
-            let spend = x
-                .amount
-                .or_else(|| x.target.map(|info| info.price * quantity));
-            if let Some(spend) = spend {
-                self.spend_sum += spend;
-                self.n_spend += 1;
-                self.decayed_spend += weight * spend;
+        let line = (x.kind == InteractionType::Purchase)
+            .then(|| PurchaseLine::of(x.quantity, x.amount, x.target.and_then(|i| i.price)));
+        match line {
+            None => self.n_by_kind[x.kind.index()] += 1,
+            Some(PurchaseLine::Sale { spend, quantity }) => {
+                self.n_by_kind[x.kind.index()] += 1;
+                self.last_purchase_ts = self.last_purchase_ts.max(t);
+                self.quantity_sum += quantity;
+                if let Some(spend) = spend {
+                    let log_spend = spend.ln_1p();
+                    self.spend_sum += spend;
+                    self.log_spend_sum += log_spend;
+                    self.n_spend += 1;
+                    self.decayed_spend += weight * spend;
+                    self.decayed_log_spend += weight * log_spend;
+                    self.decayed_spend_count += weight;
+                }
             }
+            Some(PurchaseLine::Return { refund }) => {
+                self.n_return += 1;
+                self.refund_sum += refund.unwrap_or(0.0);
+            }
+            Some(PurchaseLine::Void) => {}
         }
-        if let Some(info) = x.target {
-            let lp = info.ln_price;
-            if self.n_known == 0 || lp > self.ln_price_max {
+        let Some(info) = x.target else {
+            return;
+        };
+        self.n_known += 1;
+        if let Some(lp) = info.ln_price {
+            if self.n_priced == 0 || lp > self.ln_price_max {
                 self.ln_price_max = lp;
             }
-            self.n_known += 1;
+            self.n_priced += 1;
+            self.ln_price_sum += lp;
             self.ln_price_sq_sum += lp * lp;
-            if is_purchase {
-                self.ln_price_purchased_sum += lp;
-                self.n_price_purchased += 1;
-            } else {
-                self.ln_price_browsed_sum += lp;
-                self.n_price_browsed += 1;
-            }
-            let decayed = weight * spec.params.type_weight(x.kind);
-            self.decayed_engagement += decayed;
-            for &tag in info.tags.iter() {
-                let in_category = u32::from(info.category == Some(tag));
-                match self.tags.binary_search_by_key(&tag, |t| t.tag) {
-                    Ok(pos) => {
-                        let t = &mut self.tags[pos];
-                        t.decayed += decayed;
-                        t.count += 1;
-                        t.category_count += in_category;
-                    }
-                    Err(pos) => self.tags.insert(
-                        pos,
-                        TagEngagement {
-                            tag,
-                            count: 1,
-                            category_count: in_category,
-                            decayed,
-                        },
-                    ),
+            match line {
+                Some(PurchaseLine::Sale { .. }) => {
+                    self.ln_price_purchased_sum += lp;
+                    self.n_price_purchased += 1;
                 }
+                None => {
+                    self.ln_price_browsed_sum += lp;
+                    self.n_price_browsed += 1;
+                }
+                Some(_) => {}
+            }
+        }
+        let decayed = weight * spec.params.type_weight(x.kind);
+        self.decayed_engagement += decayed;
+        for &tag in info.tags.iter() {
+            let in_category = u32::from(info.category == Some(tag));
+            match self.tags.binary_search_by_key(&tag, |t| t.tag) {
+                Ok(pos) => {
+                    let t = &mut self.tags[pos];
+                    t.decayed += decayed;
+                    t.count += 1;
+                    t.category_count += in_category;
+                }
+                Err(pos) => self.tags.insert(
+                    pos,
+                    TagEngagement {
+                        tag,
+                        count: 1,
+                        category_count: in_category,
+                        decayed,
+                    },
+                ),
             }
         }
     }
@@ -250,25 +314,37 @@ impl UserFeatureState {
         let since = |ts: i64| (as_of_micros - ts).max(0) as f64;
         let to_now = (-since(self.last_ts) * rate).exp();
         let n_purchase = f64::from(self.n_by_kind[InteractionType::Purchase.index()]);
-        let n_priced = f64::from(self.n_price_purchased + self.n_price_browsed);
-        let mean_ln_price = ratio(
-            self.ln_price_purchased_sum + self.ln_price_browsed_sum,
-            n_priced,
-        );
+        let n_priced = f64::from(self.n_priced);
+        let mean_ln_price = ratio(self.ln_price_sum, n_priced);
+        let net_spend = (self.spend_sum - self.refund_sum).max(0.0);
+        let n_spend = f64::from(self.n_spend);
+        let weeks = ((self.last_ts - self.first_ts) as f64 / MICROS_PER_WEEK as f64).max(1.0);
         let has_purchased = self.last_purchase_ts != i64::MIN;
         let day = MICROS_PER_DAY as f64;
         out.push(n.ln_1p());
         out.push((self.decayed_count * to_now).ln_1p());
         out.extend(self.n_by_kind.iter().map(|&k| ratio(f64::from(k), n)));
+        out.push(ratio(f64::from(self.n_return), n));
         out.push(n_purchase.ln_1p());
-        out.push(self.spend_sum.ln_1p());
+        out.push(net_spend.ln_1p());
         out.push((self.decayed_spend * to_now).ln_1p());
-        out.push(if self.n_spend > 0 {
-            (self.spend_sum / f64::from(self.n_spend)).ln_1p()
+        out.push(ratio(self.spend_sum, n_spend).ln_1p());
+        out.push(ratio(self.log_spend_sum, n_spend));
+        out.push(ratio(self.decayed_log_spend, self.decayed_spend_count));
+        out.push(ratio(self.refund_sum, self.spend_sum + self.refund_sum));
+        out.push(ratio(net_spend, n).ln_1p());
+        out.push(if self.n > 0 {
+            (net_spend / weeks).ln_1p()
+        } else {
+            0.0
+        });
+        out.push(if self.n > 0 {
+            (n_purchase / weeks).ln_1p()
         } else {
             0.0
         });
         out.push(ratio(self.quantity_sum, n_purchase));
+        out.push(mean_ln_price);
         out.push(ratio(
             self.ln_price_purchased_sum,
             f64::from(self.n_price_purchased),
@@ -277,7 +353,7 @@ impl UserFeatureState {
             self.ln_price_browsed_sum,
             f64::from(self.n_price_browsed),
         ));
-        out.push(if self.n_known > 0 {
+        out.push(if self.n_priced > 0 {
             self.ln_price_max
         } else {
             0.0
@@ -296,7 +372,6 @@ impl UserFeatureState {
         } else {
             0.0
         });
-        let weeks = ((self.last_ts - self.first_ts) as f64 / MICROS_PER_WEEK as f64).max(1.0);
         out.push(if self.n > 0 { (n / weeks).ln_1p() } else { 0.0 });
         out.extend(self.n_by_daypart.iter().map(|&k| ratio(f64::from(k), n)));
         out.push(ratio(f64::from(self.n_weekend), n));
@@ -354,15 +429,18 @@ mod tests {
         let item = |id: &str, category: &str, price: f64, topics: &[&str]| CatalogItem {
             target_id: id.into(),
             target_type: "product".into(),
-            category: category.into(),
-            price,
+            category: Some(category.into()),
+            price: Some(price),
             subcategory: None,
             brand: None,
             topics: topics.iter().map(|t| t.to_string()).collect(),
         };
+        let mut unpriced = item("mug", "kitchen", 1.0, &[]);
+        unpriced.price = None;
         Catalog::new(vec![
             item("stroller", "baby", 200.0, &["outdoor"]),
             item("tent", "outdoor", 100.0, &[]),
+            unpriced,
         ])
         .expect("valid")
     }
@@ -374,6 +452,17 @@ mod tests {
         target: &str,
         value: Option<f64>,
     ) -> Interaction {
+        line(id, kind, ts, target, value, None)
+    }
+
+    fn line(
+        id: &str,
+        kind: &str,
+        ts: &str,
+        target: &str,
+        value: Option<f64>,
+        quantity: Option<f64>,
+    ) -> Interaction {
         let mut v = json!({
             "id": id, "type": kind, "timestamp": ts,
             "origin": {"id": "web", "type": "site"},
@@ -382,6 +471,9 @@ mod tests {
         });
         if let Some(a) = value {
             v["value"] = json!({"amount": a, "currency": "USD"});
+        }
+        if let Some(q) = quantity {
+            v["quantity"] = json!(q);
         }
         Interaction::from_json(&v).expect("valid")
     }
@@ -444,6 +536,30 @@ mod tests {
             ((100.0 * w(3.5) + 50.0 * w(0.5)) * 0.5).ln_1p()
         ));
         assert!(close(f("log_mean_order_value"), 75f64.ln_1p()));
+        assert!(close(
+            f("mean_log_order_value"),
+            (100f64.ln_1p() + 50f64.ln_1p()) / 2.0
+        ));
+        assert!(close(
+            f("decayed_mean_log_order_value"),
+            (w(3.5) * 100f64.ln_1p() + w(0.5) * 50f64.ln_1p()) / (w(3.5) + w(0.5))
+        ));
+        assert!(close(f("share_return"), 0.0));
+        assert!(close(f("refund_share"), 0.0));
+        assert!(close(
+            f("log_spend_per_interaction"),
+            (150.0f64 / 4.0).ln_1p()
+        ));
+        let span_weeks: f64 = (30.0 + 13.5 / 24.0) / 7.0;
+        assert!(close(f("log_spend_per_week"), (150.0 / span_weeks).ln_1p()));
+        assert!(close(
+            f("log_purchases_per_week"),
+            (2.0 / span_weeks).ln_1p()
+        ));
+        assert!(close(
+            f("mean_log_price"),
+            (100f64.ln() + 200f64.ln()) / 2.0
+        ));
         assert!(close(f("mean_quantity"), 1.0));
         assert!(close(f("mean_log_price_purchased"), 100f64.ln()));
         assert!(close(f("mean_log_price_browsed"), 200f64.ln()));
@@ -482,6 +598,124 @@ mod tests {
         // is a baby item about the outdoors, the tent an outdoor item
         assert!(close(f("category:baby"), 0.5));
         assert!(close(f("category:outdoor"), 0.5));
+    }
+
+    /// Returns, refunds, void lines and an item without a price, by hand:
+    /// - sale of 2 tents at catalog price (200 spent, quantity 2)
+    /// - sale of a mug (no price, no amount: spend unknown, still a purchase)
+    /// - return of one tent without amount (refunds the catalog price, 100)
+    /// - refund of 30 sent as a negative amount on an unknown target
+    /// - a void line (quantity 0) with an amount, which spends nothing
+    /// - a view of the mug (known, unpriced)
+    #[test]
+    fn returns_voids_and_unpriced_items_by_hand() {
+        let spec = FeatureParams::default().fit(&catalog()).expect("fit");
+        let index = spec.index_catalog(&catalog());
+        let log = [
+            line(
+                "1",
+                "PURCHACE",
+                "2026-01-05T10:00:00Z",
+                "tent",
+                None,
+                Some(2.0),
+            ),
+            line("2", "PURCHACE", "2026-01-05T10:05:00Z", "mug", None, None),
+            line(
+                "3",
+                "PURCHACE",
+                "2026-01-06T10:00:00Z",
+                "tent",
+                None,
+                Some(-1.0),
+            ),
+            line(
+                "4",
+                "PURCHACE",
+                "2026-01-07T10:00:00Z",
+                "x",
+                Some(-30.0),
+                None,
+            ),
+            line(
+                "5",
+                "PURCHACE",
+                "2026-01-07T11:00:00Z",
+                "x",
+                Some(5.0),
+                Some(0.0),
+            ),
+            line("6", "VIEW", "2026-01-07T12:00:00Z", "mug", None, None),
+        ];
+        let as_of = log[5].timestamp_micros();
+        let v = fold_log(&spec, &index, &log, as_of)
+            .remove("u1")
+            .expect("user");
+        let f = |name| feature(&spec, &v, name);
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12 * b.abs().max(1.0);
+        assert!(close(f("share_purchase"), 2.0 / 6.0), "two sales");
+        assert!(close(f("share_return"), 2.0 / 6.0));
+        assert!(close(f("log_purchases"), 2f64.ln_1p()));
+        assert!(close(f("mean_quantity"), 1.5), "sales only: (2 + 1) / 2");
+        // spend known for the tents only; refunds 100 + 30
+        assert!(close(f("log_mean_order_value"), 200f64.ln_1p()));
+        assert!(close(f("log_total_spend"), 70f64.ln_1p()));
+        assert!(close(f("refund_share"), 130.0 / 330.0));
+        assert!(close(
+            f("log_spend_per_interaction"),
+            (70.0f64 / 6.0).ln_1p()
+        ));
+        // priced: the two tent lines (sale and return); the mug has no price
+        assert!(close(f("mean_log_price"), 100f64.ln()));
+        assert!(close(f("mean_log_price_purchased"), 100f64.ln()));
+        assert!(close(f("mean_log_price_browsed"), 0.0));
+        assert!(close(f("known_target_share"), 4.0 / 6.0));
+        // the unpriced mug still gives its category
+        assert!(close(f("category:kitchen"), 2.0 / 4.0));
+        assert!(close(f("category:outdoor"), 2.0 / 4.0));
+        // a history of returns only spends nothing
+        let only_returns = fold_log(&spec, &index, &log[2..4], as_of)
+            .remove("u1")
+            .expect("user");
+        let g = |name| feature(&spec, &only_returns, name);
+        assert_eq!((g("log_total_spend"), g("has_purchased")), (0.0, 0.0));
+        assert!(close(g("refund_share"), 1.0));
+    }
+
+    #[test]
+    fn purchase_lines_are_sorted_by_quantity_amount_and_price() {
+        use PurchaseLine::*;
+        let sale = |spend, quantity| Sale { spend, quantity };
+        assert_eq!(
+            PurchaseLine::of(None, None, Some(3.0)),
+            sale(Some(3.0), 1.0)
+        );
+        assert_eq!(
+            PurchaseLine::of(Some(2.0), Some(5.0), Some(3.0)),
+            sale(Some(5.0), 2.0)
+        );
+        assert_eq!(PurchaseLine::of(Some(2.0), None, None), sale(None, 2.0));
+        assert_eq!(
+            PurchaseLine::of(Some(-2.0), None, Some(3.0)),
+            Return { refund: Some(6.0) }
+        );
+        assert_eq!(
+            PurchaseLine::of(Some(-2.0), Some(4.0), Some(3.0)),
+            Return { refund: Some(4.0) }
+        );
+        assert_eq!(
+            PurchaseLine::of(None, Some(-4.0), None),
+            Return { refund: Some(4.0) }
+        );
+        assert_eq!(
+            PurchaseLine::of(Some(-1.0), None, None),
+            Return { refund: None }
+        );
+        assert_eq!(PurchaseLine::of(Some(0.0), Some(4.0), Some(3.0)), Void);
+        assert_eq!(
+            PurchaseLine::of(Some(0.0), Some(-4.0), None),
+            Return { refund: Some(4.0) }
+        );
     }
 
     #[test]

@@ -274,6 +274,10 @@ pub struct CheckedInteraction<'a> {
     pub timestamp_micros: i64,
 }
 
+/// Largest accepted quantity, either way: beyond it a quantity is a broken
+/// field (a barcode in the wrong column), not goods.
+const MAX_QUANTITY: f64 = 1e9;
+
 /// Earliest accepted timestamp (1970-01-01): anything before is a broken clock.
 const MIN_MICROS: i64 = 0;
 /// Latest accepted timestamp (year 9999).
@@ -400,8 +404,9 @@ impl<'a> RawInteraction<'a> {
         match (self.amount, &self.currency) {
             (None, None) => {}
             (Some(a), c) => {
-                if !a.is_finite() || a < 0.0 {
-                    errors.push("value.amount", "must be a finite, non-negative number");
+                // Negative amounts are refunds (see `definition`).
+                if !a.is_finite() {
+                    errors.push("value.amount", "must be a finite number");
                 }
                 match c {
                     None => errors.push("value.currency", "is required with an amount"),
@@ -414,9 +419,16 @@ impl<'a> RawInteraction<'a> {
             }
             (None, Some(_)) => errors.push("value.amount", "is required with a currency"),
         }
+        // Negative quantities are returns and zero ones void lines (see
+        // `definition`): real point-of-sale feeds have both.
         if let Some(q) = self.quantity {
-            if !q.is_finite() || q <= 0.0 || q > 1e9 {
-                errors.push("quantity", "must be a positive number");
+            if !q.is_finite() || q.abs() > MAX_QUANTITY {
+                errors.push(
+                    "quantity",
+                    format!(
+                        "must be a finite number between -{MAX_QUANTITY:e} and {MAX_QUANTITY:e}"
+                    ),
+                );
             }
         }
         let (Some(kind), Some(timestamp_micros)) = (kind, timestamp) else {
@@ -733,7 +745,7 @@ mod tests {
             "actor": {"type": "user"},
             "target": {"id": "  ", "type": 7},
             "value": {"amount": -1, "currency": "usd"},
-            "quantity": 0
+            "quantity": 2e9
         });
         let err = Interaction::from_json(&v).expect_err("invalid");
         // type errors are reported before rule checks
@@ -747,15 +759,38 @@ mod tests {
             "origin.id",
             "actor.id",
             "target.id",
-            "value.amount",
             "value.currency",
             "quantity",
         ] {
             assert!(err.has_field(field), "missing {field} in {err}");
         }
+        // a negative amount is a refund, not an error
+        assert!(!err.has_field("value.amount"), "{err}");
         assert!(err.to_string().contains("target.id: must not be empty"));
         assert!(err.to_string().contains("timestamp: not RFC 3339"));
         assert!(err.to_string().contains("type: unknown value \"BUY\""));
+    }
+
+    /// Returns (negative quantity), refunds (negative amount) and void lines
+    /// (quantity 0) are real point-of-sale rows: accepted, and told apart by
+    /// the features (`definition`).
+    #[test]
+    fn returns_refunds_and_void_lines_are_accepted() {
+        for (amount, quantity) in [(-12.5, 1.0), (12.5, -1.0), (0.0, 0.0), (3.0, -0.5)] {
+            let mut v = valid();
+            v["value"] = json!({"amount": amount, "currency": "USD"});
+            v["quantity"] = json!(quantity);
+            let i = Interaction::from_json(&v).expect("accepted");
+            assert_eq!(
+                (i.value.map(|m| m.amount), i.quantity),
+                (Some(amount), Some(quantity))
+            );
+        }
+        let mut v = valid();
+        v["quantity"] = json!(-2e9);
+        assert!(Interaction::from_json(&v)
+            .expect_err("absurd quantity")
+            .has_field("quantity"));
     }
 
     #[test]

@@ -34,7 +34,7 @@ impl LabelRow {
         let spending_class = spending_class.and_then(|c| match u8::try_from(c) {
             Ok(c @ 1..=5) => Some(c),
             _ => {
-                errors.push("spending_class", format!("must be 1 to 5, got {c}"));
+                errors.push("spending_class", format!("must be 1 to 5, got \"{c}\""));
                 None
             }
         });

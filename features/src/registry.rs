@@ -344,8 +344,8 @@ mod tests {
         let catalog = Catalog::new(vec![CatalogItem {
             target_id: "a".into(),
             target_type: "product".into(),
-            category: "baby".into(),
-            price: 3.0,
+            category: Some("baby".into()),
+            price: Some(3.0),
             subcategory: None,
             brand: None,
             topics: vec![],

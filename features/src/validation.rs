@@ -143,3 +143,135 @@ pub(crate) fn json_id<'a>(
         }
     }
 }
+
+/// How many example rows (or batch indices) a [`ProblemSummary`] keeps per
+/// group.
+pub const MAX_EXAMPLES: usize = 3;
+
+/// One kind of problem: a field and a reason, how many rows had it and the
+/// first few of them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProblemGroup {
+    pub field: String,
+    /// The message with quoted values replaced by `"…"`, so that rows with
+    /// different bad values fall into one group.
+    pub reason: String,
+    pub count: usize,
+    /// The first [`MAX_EXAMPLES`] rows (or indices) with this problem.
+    pub examples: Vec<usize>,
+    /// The first such row's full message, values included.
+    pub example_message: String,
+}
+
+/// Problems of many rows grouped by field and reason, with counts and a few
+/// example rows: what a report of a real file with thousands of bad rows (or
+/// a batch with thousands of bad items) can show in a few lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProblemSummary {
+    groups: std::collections::BTreeMap<(String, String), ProblemGroup>,
+}
+
+impl ProblemSummary {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records every problem of one row.
+    pub fn add(&mut self, row: usize, errors: &ValidationErrors) {
+        for e in &errors.0 {
+            self.add_one(row, &e.field, &e.message);
+        }
+    }
+
+    /// Records one problem of one row.
+    pub fn add_one(&mut self, row: usize, field: &str, message: &str) {
+        let reason = without_quoted_values(message);
+        let group = self
+            .groups
+            .entry((field.to_owned(), reason.clone()))
+            .or_insert_with(|| ProblemGroup {
+                field: field.to_owned(),
+                reason,
+                count: 0,
+                examples: Vec::new(),
+                example_message: message.to_owned(),
+            });
+        group.count += 1;
+        if group.examples.len() < MAX_EXAMPLES {
+            group.examples.push(row);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The groups, most frequent first (then by field and reason).
+    pub fn groups(&self) -> Vec<&ProblemGroup> {
+        let mut groups: Vec<&ProblemGroup> = self.groups.values().collect();
+        groups.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.field.cmp(&b.field))
+                .then_with(|| a.reason.cmp(&b.reason))
+        });
+        groups
+    }
+}
+
+/// `unknown value "BUY" (expected …)` → `unknown value "…" (expected …)`.
+fn without_quoted_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('"', false) => {
+                out.push_str("\"…\"");
+                quoted = true;
+            }
+            ('"', true) => quoted = false,
+            (c, false) => out.push(c),
+            (_, true) => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_group_by_field_and_reason_whatever_the_value() {
+        let mut summary = ProblemSummary::new();
+        for row in 1..=1000 {
+            let mut errors = ValidationErrors::new();
+            errors.push(
+                "type",
+                format!("unknown value \"X{row}\" (expected one of A, B)"),
+            );
+            if row % 2 == 0 {
+                errors.push("timestamp", "is required");
+            }
+            summary.add(row, &errors);
+        }
+        let groups = summary.groups();
+        assert_eq!(groups.len(), 2);
+        assert_eq!((groups[0].field.as_str(), groups[0].count), ("type", 1000));
+        assert_eq!(
+            groups[0].reason,
+            "unknown value \"…\" (expected one of A, B)"
+        );
+        assert_eq!(groups[0].examples, [1, 2, 3]);
+        assert!(groups[0].example_message.contains("\"X1\""));
+        assert_eq!(
+            (
+                groups[1].field.as_str(),
+                groups[1].count,
+                &groups[1].examples[..]
+            ),
+            ("timestamp", 500, &[2, 4, 6][..])
+        );
+    }
+}

@@ -382,6 +382,7 @@ on_both_stores!(
     operations_endpoints_answer,
     ingest_forms_and_read_your_writes,
     bad_input_is_refused_by_field_and_good_items_kept,
+    thousands_of_bad_items_are_summarised_and_good_ones_kept,
     retries_are_stored_once,
     registration_creates_user_event_and_profile,
     erasure_leaves_no_row_of_the_user,
@@ -1070,6 +1071,77 @@ async fn bad_input_is_refused_by_field_and_good_items_kept(backend: Backend) {
     let (s, v) = app.get_json("/v1/profiles?spendingClass=9").await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(v["error"]["details"][0]["field"], "spendingClass");
+    app.stop().await;
+}
+
+/// A bulk load with thousands of bad items: the good ones are stored, the
+/// answer lists the first 100 bad ones and sums up all of them by field and
+/// reason (a few groups, not 1,500 entries).
+async fn thousands_of_bad_items_are_summarised_and_good_ones_kept(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let t = catalog_targets(&world, 1);
+    let mut ndjson = String::new();
+    for i in 0..2_000 {
+        let mut item = interaction("fay", &t[0], "VIEW", 3, Some(&format!("bulk-{i}")));
+        match i % 4 {
+            0 => {}
+            1 => item["type"] = json!(format!("BUY{i}")),
+            2 => item["timestamp"] = json!(format!("day {i}")),
+            _ => {
+                item.as_object_mut().unwrap().remove("actor");
+            }
+        }
+        ndjson.push_str(&item.to_string());
+        ndjson.push('\n');
+    }
+    let (s, v) = app
+        .post_raw("/v1/interactions", "application/x-ndjson", ndjson)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        (v["accepted"].as_u64(), v["rejectedCount"].as_u64()),
+        (Some(500), Some(1500))
+    );
+    let listed = v["rejected"].as_array().unwrap();
+    assert_eq!(listed.len(), 100);
+    assert_eq!(
+        (listed[0]["index"].as_u64(), listed[99]["index"].as_u64()),
+        (Some(1), Some(133))
+    );
+    let summary: Vec<(String, u64, Vec<u64>)> = v["rejectedSummary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g["field"].as_str().unwrap().to_owned(),
+                g["count"].as_u64().unwrap(),
+                g["examples"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.as_u64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    let expect = |f: &str, first: u64| (f.to_owned(), 500, vec![first, first + 4, first + 8]);
+    assert_eq!(
+        summary,
+        [
+            expect("actor.id", 3),
+            expect("actor.type", 3),
+            expect("timestamp", 2),
+            expect("type", 1)
+        ]
+    );
+    assert_eq!(
+        v["rejectedSummary"][3]["reason"],
+        "unknown value \"…\" (expected one of PURCHACE, SAVE, INQUERY, VIEW, SHARE)"
+    );
+    let (_, p) = app.get_json("/v1/profiles/fay").await;
+    assert_eq!(p["interactionCount"], 500, "every good item is kept");
     app.stop().await;
 }
 

@@ -73,7 +73,7 @@ fn generated_world_has_the_documented_shape() {
     let tmp = tempfile::tempdir().expect("tempdir");
     generate(tmp.path(), "3");
     let (log, report) = read_interactions(&tmp.path().join("interactions.parquet")).expect("log");
-    assert_eq!(report.invalid, 0, "{:?}", report.errors);
+    assert_eq!(report.skipped, 0, "{:?}", report.problems);
     assert!(log.height() > 400 * 10, "{} interactions", log.height());
 
     // every kind occurs; views dominate
@@ -99,7 +99,7 @@ fn generated_world_has_the_documented_shape() {
     assert!(ids < log.height(), "no duplicate deliveries");
 
     // some targets are not in the catalog; activity is heavy-tailed
-    let catalog = read_catalog(&tmp.path().join("catalog.parquet")).expect("catalog");
+    let (catalog, _) = read_catalog(&tmp.path().join("catalog.parquet")).expect("catalog");
     let targets = log.column("target").unwrap().str().unwrap();
     let unknown = targets
         .iter()
@@ -132,7 +132,7 @@ fn generated_world_has_the_documented_shape() {
 
     // labels: the truth for every user, in the SPEC vocabularies
     let (labels, report) = read_labels(&tmp.path().join("labels.parquet")).expect("labels");
-    assert_eq!(report.invalid, 0, "{:?}", report.errors);
+    assert_eq!(report.skipped, 0, "{:?}", report.problems);
     assert_eq!(labels.len(), 400);
     for class in 1..=5u8 {
         let share = labels
@@ -203,7 +203,7 @@ fn features_command_writes_the_table_the_fold_agrees_with() {
     assert_eq!(table.get_column_names()[0].as_str(), USER_ID);
 
     // Fold the same log one interaction at a time, serving-style.
-    let catalog = read_catalog(&catalog_path).unwrap();
+    let (catalog, _) = read_catalog(&catalog_path).unwrap();
     let spec = FeatureParams::default().fit(&catalog).unwrap();
     let index = spec.index_catalog(&catalog);
     let (log, _) = read_interactions(&interactions).unwrap();

@@ -1,6 +1,9 @@
 //! The central promise of SPEC §3: for any history, in any arrival order, with
 //! duplicates, the batch (polars) and incremental evaluators give the same
 //! feature vectors, to 1e-9 relative (absolute for magnitudes below 1).
+//! Histories hold what real feeds hold: returns (negative quantities),
+//! refunds (negative amounts), void lines (quantity 0), targets outside the
+//! catalog, and catalog items without a price or a category.
 
 use std::collections::BTreeMap;
 
@@ -20,8 +23,8 @@ const TAGS: [&str; 5] = ["baby", "outdoor", "garden", "toys", "eco"];
 fn catalog_strategy() -> impl Strategy<Value = Vec<CatalogItem>> {
     prop::collection::vec(
         (
-            0..4usize,
-            0.5f64..5_000.0,
+            prop::option::weighted(0.8, 0..4usize),
+            prop::option::weighted(0.75, 0.5f64..5_000.0),
             prop::collection::vec(0..TAGS.len(), 0..3),
         ),
         1..8,
@@ -33,7 +36,7 @@ fn catalog_strategy() -> impl Strategy<Value = Vec<CatalogItem>> {
             .map(|(i, (category, price, topics))| CatalogItem {
                 target_id: format!("item-{i}"),
                 target_type: "product".into(),
-                category: TAGS[category].into(),
+                category: category.map(|c| TAGS[c].into()),
                 price,
                 subcategory: None,
                 brand: None,
@@ -51,8 +54,13 @@ fn interaction_strategy(n_items: usize) -> impl Strategy<Value = Interaction> {
         0..5usize,
         0..(400 * DAY),
         prop_oneof![3 => (0..n_items).prop_map(Some), 1 => Just(None)],
-        prop::option::of(0.0f64..2_000.0),
-        prop::option::of(prop_oneof![(1u32..5).prop_map(f64::from), 0.1f64..3.0]),
+        prop::option::of(prop_oneof![4 => 0.0f64..2_000.0, 1 => -500.0f64..0.0, 1 => Just(0.0)]),
+        prop::option::of(prop_oneof![
+            6 => (1u32..5).prop_map(f64::from),
+            2 => 0.1f64..3.0,
+            1 => (-3i32..0).prop_map(f64::from),
+            1 => Just(0.0),
+        ]),
         any::<bool>(),
         any::<u32>(),
     )

@@ -6,6 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
+use features::validation::{ProblemGroup, ProblemSummary};
 use features::{Interaction, Profile, ValidationErrors};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -132,22 +133,54 @@ pub(crate) struct Rejected {
     pub errors: Value,
 }
 
+/// Most rejected items an answer lists one by one; beyond them (a bulk
+/// load of a file with thousands of bad rows) the summary by field and
+/// reason says the rest, as the batch file reports do (SPEC §2.4a).
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
+/// The rejected items of a batch: the first [`MAX_LISTED_REJECTIONS`] by
+/// index, how many there were, and all of them grouped by field and reason
+/// with counts and example indices.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Rejections {
+    rejected: Vec<Rejected>,
+    rejected_count: usize,
+    rejected_summary: Vec<ProblemGroup>,
+}
+
+impl Rejections {
+    fn push(&mut self, index: usize, errors: &ValidationErrors, summary: &mut ProblemSummary) {
+        self.rejected_count += 1;
+        summary.add(index, errors);
+        if self.rejected.len() < MAX_LISTED_REJECTIONS {
+            self.rejected.push(Rejected {
+                index,
+                errors: json!(errors),
+            });
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.rejected_count == 0
+    }
+}
+
 /// Splits validated items into the valid interactions with their indices
 /// and the rejected ones.
 fn validate(
     items: Vec<Result<Interaction, ValidationErrors>>,
-) -> (Vec<(usize, Interaction)>, Vec<Rejected>) {
+) -> (Vec<(usize, Interaction)>, Rejections) {
     let mut good = Vec::with_capacity(items.len());
-    let mut bad = Vec::new();
+    let mut bad = Rejections::default();
+    let mut summary = ProblemSummary::new();
     for (index, checked) in items.into_iter().enumerate() {
         match checked {
             Ok(i) => good.push((index, i)),
-            Err(errors) => bad.push(Rejected {
-                index,
-                errors: json!(errors),
-            }),
+            Err(errors) => bad.push(index, &errors, &mut summary),
         }
     }
+    bad.rejected_summary = summary.groups().into_iter().cloned().collect();
     (good, bad)
 }
 
@@ -155,7 +188,9 @@ fn validate(
 pub struct IngestAnswer {
     accepted: usize,
     duplicates: usize,
-    rejected: Vec<Rejected>,
+    /// `rejected` (the first 100 by index), `rejectedCount`, `rejectedSummary`.
+    #[serde(flatten)]
+    rejections: Rejections,
     /// Ids of the items in body order (`null` for rejected ones): derived ids
     /// let a client address what it sent without one.
     ids: Vec<Option<String>>,
@@ -164,7 +199,7 @@ pub struct IngestAnswer {
 #[utoipa::path(post, path = "/v1/interactions", tag = "interactions",
     request_body(content = String, description = "One interaction (JSON object), a JSON array, or NDJSON (application/x-ndjson)"),
     responses(
-        (status = 200, description = "{accepted, duplicates, rejected: [{index, errors}], ids}; answered after the accepted ones are durable"),
+        (status = 200, description = "{accepted, duplicates, rejected: [{index, errors}] (the first 100), rejectedCount, rejectedSummary: [{field, reason, count, examples, exampleMessage}], ids}; answered after the accepted ones are durable"),
         (status = 400, description = "Body is not JSON"), (status = 413, description = "Body too large"),
         (status = 415, description = "Wrong content type"), (status = 422, description = "Every item is invalid"),
         (status = 503, description = "Overloaded; see Retry-After"),
@@ -178,17 +213,21 @@ pub async fn post_interactions(
     let framing = framing(&headers)?;
     let (items, single) = items(framing, &body)?;
     let total = items.len();
-    let (good, rejected) = validate(items);
-    state.metrics.ingest_rejected.inc_by(rejected.len() as u64);
-    if good.is_empty() && !rejected.is_empty() {
+    let (good, rejections) = validate(items);
+    state
+        .metrics
+        .ingest_rejected
+        .inc_by(rejections.rejected_count as u64);
+    if good.is_empty() && !rejections.is_empty() {
         let details = if single {
-            rejected
+            rejections
+                .rejected
                 .into_iter()
                 .next()
                 .map(|r| r.errors)
                 .unwrap_or_default()
         } else {
-            json!({"rejected": rejected})
+            json!(rejections)
         };
         return Err(AppError::Invalid(details));
     }
@@ -213,7 +252,7 @@ pub async fn post_interactions(
     Ok(Json(IngestAnswer {
         accepted,
         duplicates,
-        rejected,
+        rejections,
         ids,
     }))
 }
@@ -265,9 +304,9 @@ pub async fn score(
             ])))
         }
     };
-    let (good, rejected) = validate(list.iter().map(Interaction::from_json).collect());
-    if !rejected.is_empty() {
-        return Err(AppError::Invalid(json!({"rejected": rejected})));
+    let (good, rejections) = validate(list.iter().map(Interaction::from_json).collect());
+    if !rejections.is_empty() {
+        return Err(AppError::Invalid(json!(rejections)));
     }
     let history: Vec<Interaction> = good.into_iter().map(|(_, i)| i).collect();
     let user_id = user_id
