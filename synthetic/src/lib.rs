@@ -16,8 +16,17 @@
 //! Activity is heavy-tailed (log-normal daily rate, σ = 1.1); 40 % of users
 //! register during the window (so some have almost no history: cold start)
 //! and some registered users never interact. Declared registration data has
-//! realistic gaps. A small share of interactions point at targets outside the
-//! catalog, and 0.5 % are delivered twice (same id), as real feeds do.
+//! realistic gaps. Life stages are skewed (about two users in five act as
+//! mid-life adults). The data is as untidy as a real shop's:
+//! - the catalog lists no price for a fifth of its items (never sold in the
+//!   window of the price export), a placeholder price of 0 for 1 %, and no
+//!   category for 3 %;
+//! - 7 % of purchases are returned a few hours later (negative quantity,
+//!   and a negative amount when the sale had one), twice that in fashion;
+//!   2 % get a partial refund (a negative amount); 3 % are followed by a
+//!   void correction line (quantity 0);
+//! - a small share of interactions point at targets outside the catalog,
+//!   and 0.5 % are delivered twice (same id), as real feeds do.
 //!
 //! Generation runs day by day: each (user, day) has its own RNG stream derived
 //! from the seed, so any day can be generated on its own (in parallel per
@@ -102,7 +111,13 @@ pub struct Item {
     /// Index into [`CATEGORIES`].
     pub category: usize,
     pub tier: u8,
+    /// What the item sells for.
     pub price: f64,
+    /// What the catalog file says it costs: the price, none (a fifth of the
+    /// items) or a placeholder 0 (1 %).
+    pub listed_price: Option<f64>,
+    /// Whether the catalog file gives the category (97 %).
+    pub listed_category: bool,
     pub topics: Vec<&'static str>,
     pub subcategory: String,
     pub brand: String,
@@ -172,11 +187,19 @@ pub fn build_catalog(params: &WorldParams) -> World {
                 topics.push("eco");
             }
             by_category_tier[category][usize::from(tier - 1)].push(i as u32);
+            let price = price.max(0.5);
+            let listed_price = match rng.random::<f64>() {
+                x if x < 0.20 => None,
+                x if x < 0.21 => Some(0.0),
+                _ => Some(price),
+            };
             Item {
                 id: format!("sku-{i:06}"),
                 category,
                 tier,
-                price: price.max(0.5),
+                price,
+                listed_price,
+                listed_category: rng.random_bool(0.97),
                 topics,
                 subcategory: format!("{name}-{}", rng.random_range(1..=5)),
                 brand: format!("{name}-brand-{}{}", tier, rng.random_range(0..4)),
@@ -192,11 +215,14 @@ pub fn build_catalog(params: &WorldParams) -> World {
         for t in 0..5 {
             if world.by_category_tier[c][t].is_empty() {
                 let i = world.items.len();
+                let price = (median * ((t as f64 - 2.0) * 0.5).exp() * 100.0).round() / 100.0;
                 world.items.push(Item {
                     id: format!("sku-{i:06}"),
                     category: c,
                     tier: t as u8 + 1,
-                    price: (median * ((t as f64 - 2.0) * 0.5).exp() * 100.0).round() / 100.0,
+                    price,
+                    listed_price: Some(price),
+                    listed_category: true,
                     topics: vec![name],
                     subcategory: format!("{name}-1"),
                     brand: format!("{name}-brand-{}0", t + 1),
@@ -226,12 +252,12 @@ pub fn make_people(params: &WorldParams) -> Vec<Person> {
         .map(|u| {
             let mut rng = stream(params.seed, u as u64, u64::MAX);
             let age: i32 = match rng.random::<f64>() {
-                x if x < 0.25 => rng.random_range(18..35),
-                x if x < 0.65 => rng.random_range(35..50),
-                x if x < 0.85 => rng.random_range(50..65),
+                x if x < 0.18 => rng.random_range(18..35),
+                x if x < 0.60 => rng.random_range(35..50),
+                x if x < 0.88 => rng.random_range(50..65),
                 _ => rng.random_range(65..90),
             };
-            let kids_prob = if (27..56).contains(&age) { 0.6 } else { 0.12 };
+            let kids_prob = if (27..56).contains(&age) { 0.45 } else { 0.1 };
             let kids = if rng.random_bool(kids_prob) {
                 rng.random_range(1..=3)
             } else {
@@ -493,7 +519,7 @@ pub fn day_rows(params: &WorldParams, world: &World, people: &[Person], day: u32
                         }
                     }
                     origin.1 = rng.random_range(0..ORIGINS[origin.0 as usize].1.len()) as u8;
-                    out.push(Row {
+                    let row = Row {
                         ts,
                         user: u as u32,
                         kind,
@@ -502,7 +528,11 @@ pub fn day_rows(params: &WorldParams, world: &World, people: &[Person], day: u32
                         amount,
                         quantity,
                         seq: 0,
-                    });
+                    };
+                    if kind == 0 {
+                        out.extend(after_purchase(&mut rng, &row, CATEGORIES[category].0));
+                    }
+                    out.push(row);
                     ts += rng.random_range(5_000_000..240_000_000);
                 }
             }
@@ -523,6 +553,36 @@ pub fn day_rows(params: &WorldParams, world: &World, people: &[Person], day: u32
         }
     }
     rows
+}
+
+/// What may follow a purchase the same day: a return (negative quantity,
+/// and a negative amount when the sale had one), a partial refund (a
+/// negative amount) or a void correction line (quantity 0).
+fn after_purchase(rng: &mut Pcg64Mcg, sale: &Row, category: &str) -> Option<Row> {
+    let return_prob = if category.contains("fashion") {
+        0.14
+    } else {
+        0.07
+    };
+    let later = sale.ts + rng.random_range(600_000_000..21_600_000_000);
+    let line = |amount, quantity| Row {
+        ts: later,
+        amount,
+        quantity,
+        ..sale.clone()
+    };
+    let x = rng.random::<f64>();
+    if x < return_prob {
+        Some(line(sale.amount.map(|a| -a), sale.quantity.map(|q| -q)))
+    } else if x < return_prob + 0.02 {
+        let share = rng.random_range(0.2..0.5);
+        let refund = sale.amount.map(|a| -((a * share * 100.0).round() / 100.0));
+        refund.map(|r| line(Some(r), None))
+    } else if x < return_prob + 0.05 {
+        Some(line(None, Some(0.0)))
+    } else {
+        None
+    }
 }
 
 impl Row {
@@ -592,8 +652,8 @@ impl World {
             .map(|i| CatalogItem {
                 target_id: i.id.clone(),
                 target_type: "product".into(),
-                category: self.category_name(i).into(),
-                price: i.price,
+                category: i.listed_category.then(|| self.category_name(i).into()),
+                price: i.listed_price,
                 subcategory: Some(i.subcategory.clone()),
                 brand: Some(i.brand.clone()),
                 topics: i.topics.iter().map(|t| t.to_string()).collect(),

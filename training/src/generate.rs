@@ -92,12 +92,16 @@ fn catalog_frame(world: &World) -> Result<DataFrame> {
             world
                 .items
                 .iter()
-                .map(|i| world.category_name(i))
+                .map(|i| i.listed_category.then(|| world.category_name(i)))
                 .collect::<Vec<_>>(),
         ),
         Column::new(
             "price".into(),
-            world.items.iter().map(|i| i.price).collect::<Vec<_>>(),
+            world
+                .items
+                .iter()
+                .map(|i| i.listed_price)
+                .collect::<Vec<_>>(),
         ),
         Column::new(
             "subcategory".into(),
