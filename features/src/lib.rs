@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod definition;
 pub mod event;
+pub mod gbdt;
 pub mod incremental;
 pub mod interaction;
 pub mod labels;
@@ -17,6 +18,7 @@ pub mod model;
 pub mod profile;
 pub mod registry;
 pub mod scoring;
+pub mod softmax;
 pub mod user;
 pub mod validation;
 

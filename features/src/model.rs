@@ -4,6 +4,8 @@
 //! vocabulary, so applying it needs nothing but a feature vector.
 
 use crate::definition::TagFeatureIndices;
+use crate::gbdt::Gbdt;
+use crate::softmax::Softmax;
 use linfa::prelude::*;
 use linfa_bayes::{GaussianNb, NaiveBayes};
 use linfa_logistic::MultiFittedLogisticRegression;
@@ -54,9 +56,18 @@ impl Standardizer {
 /// The fitted estimator of one model family.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Classifier {
+    /// linfa's logistic regression: what artifacts before definition
+    /// version 5 hold; training now fits [`Classifier::Softmax`].
     Logistic(MultiFittedLogisticRegression<f64, usize>),
+    /// Multinomial logistic regression ([`crate::softmax`]).
+    Softmax(Softmax),
     NaiveBayes(GaussianNb<f64, usize>),
     Tree(DecisionTree<f64, usize>),
+    /// Gradient-boosted trees ([`crate::gbdt`]).
+    Gbdt(Gbdt),
+    /// The mean of the members' probabilities (each member standardises
+    /// the raw vector itself; this model's own standardiser is unused).
+    Average(Vec<ClassifierModel>),
 }
 
 /// A multiclass model over a named vocabulary.
@@ -94,10 +105,19 @@ impl ClassifierModel {
     /// Class probabilities, `(rows, classes)`, or `None` for families without
     /// them (decision trees).
     pub fn probabilities(&self, x: &Array2<f64>) -> Option<Array2<f64>> {
-        let z = self.standardizer.transform(x);
         let k = self.classes.len();
         let mut out = Array2::<f64>::zeros((x.nrows(), k));
+        let z = match &self.classifier {
+            Classifier::Average(_) => x.clone(),
+            _ => self.standardizer.transform(x),
+        };
         match &self.classifier {
+            Classifier::Average(members) => {
+                for m in members {
+                    out += &m.probabilities(x)?;
+                }
+                out /= members.len().max(1) as f64;
+            }
             Classifier::Logistic(m) => {
                 let p = m.predict_probabilities(&z);
                 for (j, &class) in m.classes().iter().enumerate() {
@@ -118,6 +138,18 @@ impl ClassifierModel {
                             out[[row, class]] = (v - norm).exp();
                         }
                     }
+                }
+            }
+            Classifier::Softmax(m) => {
+                let p = m.predict_proba(z.view());
+                for class in 0..k.min(p.ncols()) {
+                    out.column_mut(class).assign(&p.column(class));
+                }
+            }
+            Classifier::Gbdt(m) => {
+                let p = m.predict_proba(z.view());
+                for class in 0..k.min(p.ncols()) {
+                    out.column_mut(class).assign(&p.column(class));
                 }
             }
             Classifier::Tree(_) => return None,
@@ -163,6 +195,10 @@ impl ClassifierModel {
                     Classifier::Tree(t) => t.predict(&z),
                     Classifier::Logistic(m) => m.predict(&z),
                     Classifier::NaiveBayes(m) => m.predict(&z),
+                    // Always probabilistic: answered above.
+                    Classifier::Gbdt(_) | Classifier::Softmax(_) | Classifier::Average(_) => {
+                        Array1::zeros(z.nrows())
+                    }
                 };
                 predicted
                     .iter()
@@ -204,61 +240,122 @@ impl ClassifierModel {
 }
 
 /// Ranks topics for a user: a pointwise learning-to-rank model. Each
-/// (user, topic) pair is described by the user's decayed, lifetime and
-/// category engagement share with that topic, the user's activity (how much
-/// those shares can be trusted) and their products, plus the topic's identity
-/// (its prior popularity); a binary classifier scores "this topic is one of
-/// the user's interests", and topics are ranked by that probability.
+/// (user, topic) pair is described by
+/// - the user's decayed, lifetime and category engagement share with that
+///   topic, the user's activity (how much those shares can be trusted) and
+///   their products;
+/// - where the topic stands among the user's topics (first, second, … by
+///   category share and by decayed share): precision at the top is what
+///   counts, and a rank says more than a share alone;
+/// - a co-occurrence score: what users who shop the categories this user
+///   shops go on to engage with, learnt across training users (`affinity`),
+///   which carries the signal for short histories and for topics the user
+///   has not touched yet;
+/// - the topic's identity (its prior popularity).
+///
+/// A binary classifier scores "this topic is one of the user's interests",
+/// and topics are ranked by that probability.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TopicRanker {
     pub topics: Vec<String>,
+    pub pairs: TopicPairFeatures,
+    /// Classes `["no", "yes"]` over pair features.
+    pub pair_model: ClassifierModel,
+}
+
+/// How a feature vector becomes one row of pair features per topic (in
+/// [`TopicRanker::topics`] order).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TopicPairFeatures {
     /// Per topic, the positions of its `tag:`, `tag_lifetime:` and
     /// `category:` features in the feature vector (absent when the topic is
     /// not a catalog tag).
     pub share_indices: Vec<Option<TagFeatureIndices>>,
     /// Position of `log_interactions` in the feature vector.
     pub activity_index: usize,
-    /// Classes `["no", "yes"]` over pair features.
-    pub pair_model: ClassifierModel,
+    /// Positions of every `category:` feature in the feature vector.
+    pub category_indices: Vec<usize>,
+    /// `affinity[t][c]`: how likely topic `t` is for a user, per unit of
+    /// category share `c` (in `category_indices` order).
+    pub affinity: Vec<Vec<f64>>,
 }
 
 /// Number of non-identity pair features.
-const PAIR_BASE: usize = 7;
+pub const PAIR_BASE: usize = 11;
 
-impl TopicRanker {
+/// `1 / (1 + rank)` of each value among `values` (rank 0 = largest; ties by
+/// position), 0 for values that are not positive.
+fn reciprocal_ranks(values: &[f64]) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
+    let mut out = vec![0.0; values.len()];
+    for (rank, &i) in order.iter().enumerate() {
+        if values[i] > 0.0 {
+            out[i] = 1.0 / (1.0 + rank as f64);
+        }
+    }
+    out
+}
+
+impl TopicPairFeatures {
+    /// The co-occurrence score of every topic for one feature vector.
+    fn affinity_scores(&self, row: ndarray::ArrayView1<'_, f64>) -> Vec<f64> {
+        self.affinity
+            .iter()
+            .map(|weights| {
+                weights
+                    .iter()
+                    .zip(&self.category_indices)
+                    .map(|(w, &i)| w * row[i])
+                    .sum()
+            })
+            .collect()
+    }
+
     /// Pair features of every (row of `x`, topic), row-major by user.
-    pub fn pair_matrix(
-        topics: usize,
-        share_indices: &[Option<TagFeatureIndices>],
-        activity_index: usize,
-        x: &Array2<f64>,
-    ) -> Array2<f64> {
+    pub fn matrix(&self, x: &Array2<f64>) -> Array2<f64> {
+        let topics = self.share_indices.len();
         let width = PAIR_BASE + topics;
         let mut out = Array2::<f64>::zeros((x.nrows() * topics, width));
+        let mut decayed = vec![0.0; topics];
+        let mut lifetime = vec![0.0; topics];
+        let mut category = vec![0.0; topics];
         for (u, row) in x.axis_iter(Axis(0)).enumerate() {
-            let activity = row[activity_index];
+            let activity = row[self.activity_index];
             for t in 0..topics {
-                let (decayed, lifetime, category) = share_indices[t].map_or((0.0, 0.0, 0.0), |i| {
-                    (row[i.decayed], row[i.lifetime], row[i.category])
-                });
+                (decayed[t], lifetime[t], category[t]) = self.share_indices[t]
+                    .map_or((0.0, 0.0, 0.0), |i| {
+                        (row[i.decayed], row[i.lifetime], row[i.category])
+                    });
+            }
+            let affinity = self.affinity_scores(row);
+            let category_rank = reciprocal_ranks(&category);
+            let decayed_rank = reciprocal_ranks(&decayed);
+            for t in 0..topics {
                 let mut pair = out.row_mut(u * topics + t);
-                pair[0] = decayed;
-                pair[1] = lifetime;
-                pair[2] = category;
+                pair[0] = decayed[t];
+                pair[1] = lifetime[t];
+                pair[2] = category[t];
                 pair[3] = activity;
-                pair[4] = decayed * activity;
-                pair[5] = lifetime * activity;
-                pair[6] = category * activity;
+                pair[4] = decayed[t] * activity;
+                pair[5] = lifetime[t] * activity;
+                pair[6] = category[t] * activity;
+                pair[7] = affinity[t];
+                pair[8] = affinity[t] * activity;
+                pair[9] = category_rank[t];
+                pair[10] = decayed_rank[t];
                 pair[PAIR_BASE + t] = 1.0;
             }
         }
         out
     }
+}
 
+impl TopicRanker {
     /// Topic indices ranked by score, strongest first, `top` per row.
     pub fn rank(&self, x: &Array2<f64>, top: usize) -> Vec<Vec<(usize, f64)>> {
         let k = self.topics.len();
-        let pairs = Self::pair_matrix(k, &self.share_indices, self.activity_index, x);
+        let pairs = self.pairs.matrix(x);
         let scores = self
             .pair_model
             .probabilities(&pairs)
@@ -298,5 +395,18 @@ impl ProfileModel {
             ProfileModel::Classifier(m) => &m.family,
             ProfileModel::TopicRanker(m) => &m.pair_model.family,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reciprocal_ranks_order_positive_values_only() {
+        assert_eq!(
+            reciprocal_ranks(&[0.2, 0.0, 0.5, 0.2]),
+            vec![0.5, 0.0, 1.0, 1.0 / 3.0]
+        );
     }
 }
