@@ -5,6 +5,8 @@ pub mod bench;
 pub mod feature_table;
 pub mod generate;
 pub mod metrics;
+pub mod select;
+pub mod topics;
 pub mod train;
 
 /// The code version recorded in artifacts: crate version and, when built

@@ -51,8 +51,12 @@ enum Command {
         #[arg(long)]
         catalog: PathBuf,
         /// Reference time (RFC 3339); default: the latest interaction in the log.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "first_n")]
         as_of: Option<DateTime<Utc>>,
+        /// Each user with only their first N interactions, as of the N-th
+        /// (what serving showed a new user then): for cold-start comparisons.
+        #[arg(long)]
+        first_n: Option<usize>,
         /// Output Parquet file; a `.schema.json` describing the columns is written beside it.
         #[arg(long)]
         out: PathBuf,
@@ -67,6 +71,9 @@ enum Command {
         /// Seed of the train/validation/test split by user.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Model families that compete for the classifiers (default: all).
+        #[arg(long, value_delimiter = ',', value_enum)]
+        families: Vec<training::select::Family>,
     },
     /// Score an existing artifact on labelled data it may never have seen.
     Evaluate {
@@ -212,17 +219,20 @@ fn main() -> Result<()> {
             interactions,
             catalog,
             as_of,
+            first_n,
             out,
         } => feature_table::run(&FeatureTableArgs {
             interactions,
             catalog,
             as_of_micros: as_of.map(|t| t.timestamp_micros()),
+            first_n,
             out,
         })?,
         Command::Train {
             data,
             registry,
             seed,
+            families,
         } => {
             training::train::train(&training::train::TrainArgs {
                 interactions: data.interactions,
@@ -230,6 +240,7 @@ fn main() -> Result<()> {
                 labels: data.labels,
                 registry,
                 seed,
+                families,
                 progress: true,
             })?;
         }

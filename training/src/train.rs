@@ -3,28 +3,33 @@
 //! their baselines (also as cold start: first 5 and first 20 interactions),
 //! and write a versioned artifact to the registry.
 //!
-//! Users are split by a seeded hash of their id — 70 % train, 15 %
-//! validation (model family selection), 15 % test (reported metrics) — so no
-//! user's history informs both fitting and evaluation.
+//! Users are split by a seeded hash of their id: 15 % are test users, held
+//! out of everything but the reported metrics; the other 85 % are
+//! development users, on which families and settings are compared
+//! ([`crate::select`]: a 70/15 holdout when there are many, k-fold
+//! cross-validation when there are few). The chosen model is then refitted
+//! on *all* labelled users for the artifact: the test metrics describe the
+//! same model fitted without the test users.
+//!
+//! Every fit also sees training users as they looked after their first 5,
+//! 20 or 50 interactions (one truncation per user, drawn by hash), so that
+//! a model applied to a new user's short history has seen such histories
+//! and learnt how much to trust them: fitted on full histories only, a
+//! model reads a short history's small totals as a budget customer.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use features::definition::CatalogIndex;
-use features::definition::{TagFeatureIndices, BASE_FEATURES};
-use features::incremental::{FoldInput, UserFeatureState};
-use features::model::{Classifier, ClassifierModel, ProfileModel, Standardizer, TopicRanker};
+use features::incremental::{FoldInput, PurchaseLine, UserFeatureState};
+use features::model::{ClassifierModel, ProfileModel, TopicRanker};
 use features::registry::{sha256_file, DataFingerprint, Manifest, ModelEntry, Registry};
 use features::{FeatureParams, FeatureSpec, InteractionType, LabelRow, LifeStage};
 use features_batch::compute_features;
 use features_batch::io::{cols, read_catalog, read_interactions, read_labels};
 use indicatif::{ProgressBar, ProgressStyle};
-use linfa::prelude::*;
-use linfa_bayes::GaussianNb;
-use linfa_logistic::MultiLogisticRegression;
-use linfa_trees::DecisionTree;
 use ndarray::{Array1, Array2};
 use polars::prelude::DataFrame;
 use serde::{Deserialize, Serialize};
@@ -32,13 +37,29 @@ use sha2::{Digest, Sha256};
 
 use crate::feature_table::{latest_timestamp, print_report};
 use crate::metrics::{precision_at_k, print_table, ClassMetrics, ReportRow};
+use crate::select::{
+    majority, refit, select, stratified_subset, Candidate, CandidateScore, FitRows, Protocol,
+};
+use crate::topics::fit_topic_ranker;
 
 pub use features::scoring::{CATALOG_FILE, LIFE_STAGE, SPENDING_CLASS, TOPICS};
 /// Registry name of the profile models.
 pub const MODEL_NAME: &str = "profile";
 /// Histories the cold-start evaluation truncates test users to.
 pub const COLD_START: [usize; 2] = [5, 20];
+/// Histories training users are also seen at (one per user, by hash).
+pub const TRUNCATIONS: [usize; 3] = [5, 20, 50];
 const TOP_K: usize = 3;
+/// Below this many development users, candidates are compared by k-fold
+/// cross-validation instead of one validation split.
+pub const KFOLD_BELOW: usize = 10_000;
+/// Folds of the cross-validation.
+pub const FOLDS: usize = 5;
+/// Most rows a classifier fits on (full and truncated histories together).
+/// Beyond this, a class-stratified, evenly spaced subset of users: a few
+/// hundred weights are pinned down long before, while fitting time grows
+/// with every row.
+pub const MAX_FIT_ROWS: usize = 40_000;
 
 /// Which part of the data a user belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,14 +69,20 @@ pub enum Split {
     Test,
 }
 
-/// Seeded split by user id: stable across runs and data files.
-pub fn split_of(seed: u64, user: &str) -> Split {
+/// A user's bucket, 0–99, from a seeded hash of the id: the split, the
+/// cross-validation folds and the truncation a user is seen at all derive
+/// from it. `bench/peer.py` computes the same.
+pub fn bucket_of(seed: u64, user: &str) -> u64 {
     let digest = Sha256::new()
         .chain_update(seed.to_le_bytes())
         .chain_update(user.as_bytes())
         .finalize();
-    let bucket = u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8])) % 100;
-    match bucket {
+    u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8])) % 100
+}
+
+/// Seeded split by user id: stable across runs and data files.
+pub fn split_of(seed: u64, user: &str) -> Split {
+    match bucket_of(seed, user) {
         0..70 => Split::Train,
         70..85 => Split::Validation,
         _ => Split::Test,
@@ -102,39 +129,76 @@ fn label_class(target: &str, label: &LabelRow, vocab: &[String]) -> Option<usize
 }
 
 /// Per-user histories (deduplicated, time-ordered) of the users asked for,
-/// for cold-start evaluation and the topic baseline.
-struct Histories {
-    rows: HashMap<String, Vec<usize>>,
+/// as row numbers of the log: for truncated training rows, cold-start
+/// evaluation and the topic baseline.
+pub(crate) struct Histories {
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
+    rows: Vec<Vec<usize>>,
 }
 
 impl Histories {
-    fn collect(log: &DataFrame, wanted: &HashSet<&str>) -> Result<Histories> {
+    /// Histories of the `wanted` users (`None`: everyone in the log).
+    pub(crate) fn collect(log: &DataFrame, wanted: Option<&HashSet<&str>>) -> Result<Histories> {
         let users = log.column(cols::USER)?.str()?;
-        let ids = log.column(cols::ID)?.str()?;
-        let ts = log.column(cols::TS)?.i64()?;
-        let mut seen = HashSet::new();
-        let mut rows: HashMap<String, Vec<usize>> = HashMap::new();
-        for (row, (user, id)) in users.iter().zip(ids.iter()).enumerate() {
-            let (Some(user), Some(id)) = (user, id) else {
+        // A plain slice: sorting looks a timestamp up ~20 times per row.
+        let ts: Vec<i64> = log
+            .column(cols::TS)?
+            .i64()?
+            .iter()
+            .map(|t| t.unwrap_or(0))
+            .collect();
+        let hasher = foldhash::fast::RandomState::default;
+        // Looked up by the log's text, owned only once per user: a `String`
+        // per row cost more than everything else in collecting.
+        let mut index: HashMap<String, usize, _> = HashMap::with_hasher(hasher());
+        let mut rows: Vec<Vec<usize>> = Vec::new();
+        for (row, user) in users.iter().enumerate() {
+            let Some(user) = user else {
                 continue;
             };
-            if wanted.contains(user) && seen.insert(id) {
-                rows.entry(user.to_owned()).or_default().push(row);
-            }
+            let slot = match index.get(user) {
+                Some(&slot) => slot,
+                None if wanted.is_none_or(|w| w.contains(user)) => {
+                    index.insert(user.to_owned(), rows.len());
+                    rows.push(Vec::new());
+                    rows.len() - 1
+                }
+                None => continue,
+            };
+            rows[slot].push(row);
         }
-        for list in rows.values_mut() {
-            list.sort_by_key(|&r| (ts.get(r).unwrap_or(0), r));
+        // The first delivery of an id is kept, as the store and the batch
+        // evaluator keep it. Per user: a set the size of one history stays
+        // in cache, where one set of every id in the log did not (most of
+        // the time of collecting went to its rehashing).
+        let ids = log.column(cols::ID)?.str()?;
+        let mut seen: HashSet<&str, _> = HashSet::with_hasher(hasher());
+        for list in &mut rows {
+            seen.clear();
+            list.retain(|&r| seen.insert(ids.get(r).unwrap_or_default()));
+            list.sort_unstable_by_key(|&r| (ts[r], r));
         }
-        Ok(Histories { rows })
+        Ok(Histories { index, rows })
     }
 
-    fn of(&self, user: &str) -> &[usize] {
-        self.rows.get(user).map(Vec::as_slice).unwrap_or(&[])
+    /// The users, in the order they first appear in the log.
+    pub(crate) fn users(&self) -> impl Iterator<Item = &str> + '_ {
+        let mut users: Vec<(&str, usize)> =
+            self.index.iter().map(|(u, &i)| (u.as_str(), i)).collect();
+        users.sort_unstable_by_key(|&(_, i)| i);
+        users.into_iter().map(|(u, _)| u)
+    }
+
+    pub(crate) fn of(&self, user: &str) -> &[usize] {
+        self.index
+            .get(user)
+            .map(|&i| self.rows[i].as_slice())
+            .unwrap_or(&[])
     }
 }
 
 /// Typed access to the normalised log's columns.
-struct LogColumns<'a> {
+pub(crate) struct LogColumns<'a> {
     kind: &'a polars::prelude::Int32Chunked,
     ts: &'a polars::prelude::Int64Chunked,
     target: &'a polars::prelude::StringChunked,
@@ -143,7 +207,7 @@ struct LogColumns<'a> {
 }
 
 impl<'a> LogColumns<'a> {
-    fn new(log: &'a DataFrame) -> Result<LogColumns<'a>> {
+    pub(crate) fn new(log: &'a DataFrame) -> Result<LogColumns<'a>> {
         Ok(LogColumns {
             kind: log.column(cols::KIND)?.i32()?,
             ts: log.column(cols::TS)?.i64()?,
@@ -155,7 +219,7 @@ impl<'a> LogColumns<'a> {
 
     /// The feature vector a user had right after their first `k` interactions,
     /// as serving would have computed it then.
-    fn vector_after(
+    pub(crate) fn vector_after(
         &self,
         spec: &FeatureSpec,
         index: &CatalogIndex,
@@ -182,16 +246,40 @@ impl<'a> LogColumns<'a> {
         state.vector(spec, as_of)
     }
 
-    /// Baseline topics: the user's most frequent past categories.
+    /// Baseline topics (SPEC §4): the user's top past categories ranked by
+    /// net spend (sales less refunds); categories without spend follow, by
+    /// how often the user touched them, then by name.
     fn top_categories(&self, index: &CatalogIndex, rows: &[usize], k: usize) -> Vec<String> {
-        let mut counts: HashMap<&str, usize> = HashMap::new();
+        let mut by_category: HashMap<&str, (f64, usize)> = HashMap::new();
         for &r in rows {
-            if let Some(item) = self.target.get(r).and_then(|t| index.catalog().get(t)) {
-                *counts.entry(item.category.as_str()).or_default() += 1;
+            let Some(item) = self.target.get(r).and_then(|t| index.catalog().get(t)) else {
+                continue;
+            };
+            let Some(category) = item.category.as_deref() else {
+                continue;
+            };
+            let entry = by_category.entry(category).or_default();
+            entry.1 += 1;
+            if self.kind.get(r) == Some(InteractionType::Purchase.index() as i32) {
+                match PurchaseLine::of(self.quantity.get(r), self.amount.get(r), item.price) {
+                    PurchaseLine::Sale {
+                        spend: Some(spend), ..
+                    } => entry.0 += spend,
+                    PurchaseLine::Return {
+                        refund: Some(refund),
+                    } => entry.0 -= refund,
+                    _ => {}
+                }
             }
         }
-        let mut ranked: Vec<(&str, usize)> = counts.into_iter().collect();
-        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut ranked: Vec<(&str, (f64, usize))> = by_category.into_iter().collect();
+        ranked.sort_by(|a, b| {
+            b.1 .0
+                .max(0.0)
+                .total_cmp(&a.1 .0.max(0.0))
+                .then(b.1 .1.cmp(&a.1 .1))
+                .then(a.0.cmp(b.0))
+        });
         ranked
             .into_iter()
             .take(k)
@@ -204,7 +292,6 @@ impl<'a> LogColumns<'a> {
 /// vector for users who never interacted (what serving shows them).
 struct UserFeatures {
     x: Array2<f64>,
-    users: Vec<String>,
 }
 
 fn user_features(
@@ -222,215 +309,67 @@ fn user_features(
         let v = rows.get(&label.user_id).unwrap_or(&empty);
         x.row_mut(i).assign(&Array1::from(v.clone()));
     }
-    Ok(UserFeatures {
-        x,
-        users: labels.iter().map(|l| l.user_id.clone()).collect(),
-    })
+    Ok(UserFeatures { x })
 }
 
-fn select(x: &Array2<f64>, rows: &[usize]) -> Array2<f64> {
+fn select_rows(x: &Array2<f64>, rows: &[usize]) -> Array2<f64> {
     x.select(ndarray::Axis(0), rows)
 }
 
-fn class_weights(y: &[usize], k: usize) -> Vec<f64> {
-    let mut counts = vec![0usize; k];
-    for &c in y {
-        counts[c] += 1;
-    }
-    let n = y.len() as f64;
-    counts
-        .iter()
-        .map(|&c| {
-            if c > 0 {
-                n / (k as f64 * c as f64)
-            } else {
-                0.0
-            }
-        })
-        .collect()
+/// What fitting needs besides the plan: features, histories, the seed.
+struct FitContext<'a> {
+    prepared: &'a Prepared,
+    histories: &'a Histories,
+    columns: &'a LogColumns<'a>,
+    seed: u64,
+    families: &'a [crate::select::Family],
+    bar: &'a ProgressBar,
 }
 
-/// L-BFGS iteration cap of the logistic regressions (scikit-learn's default
-/// is 100).
-const MAX_ITERATIONS: u64 = 100;
-
-/// linfa's logistic loss is summed over samples, so its gradient grows with
-/// the sample count; scaling the tolerance by it gives scikit-learn's
-/// convention (tolerance 1e-4 on the mean loss) instead of a bound that is
-/// never met and always runs to the iteration cap.
-fn gradient_tolerance(samples: usize) -> f64 {
-    1e-4 * samples.max(1) as f64
-}
-
-/// Reports how long a fit took when `MICRO_TRAIN_VERBOSE` is set.
-fn tracing_fit(what: &str, started: Instant) {
-    if std::env::var_os("MICRO_TRAIN_VERBOSE").is_some() {
-        eprintln!("  {what} fitted in {:.1}s", started.elapsed().as_secs_f64());
+impl FitContext<'_> {
+    /// A progress line from a fitting thread.
+    fn note(&self, message: &str) {
+        step(self.bar, message.to_owned());
     }
-}
 
-/// Most rows the multinomial logistic regressions and the decision trees fit
-/// on. Beyond this, a class-stratified, evenly spaced subset: a few hundred
-/// weights (or a depth-10 tree's splits) are pinned down long before 30k
-/// rows, while L-BFGS and split-search time grow with every row (they are
-/// the slowest steps of `train`).
-pub const MAX_FIT_ROWS: usize = 30_000;
+    /// The full-history vectors of labelled users (indices into the labels).
+    fn full(&self, members: &[usize]) -> Array2<f64> {
+        select_rows(&self.prepared.features.x, members)
+    }
 
-/// Indices of at most `cap` rows of `y`, the same share of every class,
-/// evenly spaced within each class (deterministic: no RNG, no order effects
-/// beyond the input's).
-fn stratified_subset(y: &[usize], k: usize, cap: usize) -> Vec<usize> {
-    if y.len() <= cap {
-        return (0..y.len()).collect();
-    }
-    let mut by_class = vec![Vec::new(); k];
-    for (i, &c) in y.iter().enumerate() {
-        by_class[c].push(i);
-    }
-    let mut out = Vec::with_capacity(cap);
-    for rows in by_class {
-        let take = (rows.len() * cap).div_ceil(y.len()).min(rows.len());
-        out.extend((0..take).map(|j| rows[j * rows.len() / take.max(1)]));
-    }
-    out.sort_unstable();
-    out
-}
-
-/// Fits every candidate family on the training rows. Class imbalance: trees
-/// train with class-balanced sample weights; probabilistic families are also
-/// offered with prior correction (probabilities divided by class frequency).
-fn fit_candidates(x: &Array2<f64>, y: &[usize], classes: &[String]) -> Vec<ClassifierModel> {
-    let standardizer = Standardizer::fit(x);
-    let z = standardizer.transform(x);
-    let targets = Array1::from(y.to_vec());
-    let dataset = Dataset::new(z, targets);
-    let weights = class_weights(y, classes.len());
-    let model = |family: &str, classifier: Classifier, balanced: bool| ClassifierModel {
-        family: family.to_owned(),
-        classes: classes.to_vec(),
-        standardizer: standardizer.clone(),
-        classifier,
-        class_weights: balanced.then(|| weights.clone()),
-    };
-    let subset = stratified_subset(y, classes.len(), MAX_FIT_ROWS);
-    let fit_data = Dataset::new(
-        select(dataset.records(), &subset),
-        Array1::from_iter(subset.iter().map(|&i| y[i])),
-    );
-    // The tree (the slowest) fits on the second core meanwhile.
-    let (tree, mut out) = std::thread::scope(|s| {
-        let tree = s.spawn(|| {
-            let started = Instant::now();
-            // linfa breaks ties between equally weighted classes in a leaf in
-            // HashMap order, which changes from run to run; a tiny per-class
-            // offset makes the weighted counts differ, so the same data gives
-            // the same tree.
-            let sample_weights = Array1::from_iter(
-                subset
-                    .iter()
-                    .map(|&i| (weights[y[i]] * (1.0 + 1e-4 * y[i] as f64)) as f32),
-            );
-            let fitted = DecisionTree::params()
-                .max_depth(Some(10))
-                .min_weight_leaf(5.0)
-                .fit(&fit_data.clone().with_weights(sample_weights));
-            tracing_fit("decision tree", started);
-            fitted
-        });
-        let mut out = Vec::new();
-        let started = Instant::now();
-        let logistic = MultiLogisticRegression::default()
-            .alpha(1.0)
-            .max_iterations(MAX_ITERATIONS)
-            .gradient_tolerance(gradient_tolerance(subset.len()))
-            .fit(&fit_data);
-        tracing_fit("logistic regression", started);
-        match logistic {
-            Ok(m) => {
-                out.push(model(
-                    "logistic_regression",
-                    Classifier::Logistic(m.clone()),
-                    false,
+    /// Rows to fit on for `members` (label indices) with classes `y`: each
+    /// user's full history, and the same user after their first 5, 20 or 50
+    /// interactions (drawn by the user's bucket) when the history is
+    /// longer. At most `cap` rows, class-stratified.
+    fn fit_rows(&self, members: &[usize], y: &[usize], k: usize, cap: usize) -> FitRows {
+        let chosen = stratified_subset(y, k, cap / 2);
+        let width = self.prepared.spec.len();
+        let mut x: Vec<f64> = Vec::with_capacity(chosen.len() * 2 * width);
+        let mut labels = Vec::with_capacity(chosen.len() * 2);
+        let features = &self.prepared.features.x;
+        for &i in &chosen {
+            let label_row = members[i];
+            x.extend(features.row(label_row).iter());
+            labels.push(y[i]);
+            let user = &self.prepared.labels[label_row].user_id;
+            let history = self.histories.of(user);
+            let n = TRUNCATIONS[(bucket_of(self.seed, user) % 3) as usize];
+            if history.len() > n {
+                x.extend(self.columns.vector_after(
+                    &self.prepared.spec,
+                    &self.prepared.index,
+                    history,
+                    n,
                 ));
-                out.push(model(
-                    "logistic_regression_balanced",
-                    Classifier::Logistic(m),
-                    true,
-                ));
+                labels.push(y[i]);
             }
-            Err(e) => eprintln!("  logistic regression failed: {e}"),
         }
-        match GaussianNb::params().fit(&dataset) {
-            Ok(m) => {
-                out.push(model(
-                    "gaussian_nb",
-                    Classifier::NaiveBayes(m.clone()),
-                    false,
-                ));
-                out.push(model(
-                    "gaussian_nb_balanced",
-                    Classifier::NaiveBayes(m),
-                    true,
-                ));
-            }
-            Err(e) => eprintln!("  gaussian naive Bayes failed: {e}"),
+        FitRows {
+            x: Array2::from_shape_vec((labels.len(), width), x)
+                .unwrap_or_else(|_| Array2::zeros((0, width))),
+            y: labels,
         }
-        (tree.join(), out)
-    });
-    match tree {
-        Ok(Ok(m)) => out.push(model("decision_tree_balanced", Classifier::Tree(m), false)),
-        Ok(Err(e)) => eprintln!("  decision tree failed: {e}"),
-        Err(_) => eprintln!("  decision tree panicked"),
     }
-    out
-}
-
-/// Most training users the topic ranker fits on (each contributes one row
-/// per topic); beyond this, an evenly spaced subset is used.
-pub const MAX_RANKER_USERS: usize = 20_000;
-
-/// Fits the topic ranker on training users' feature rows and topic labels.
-fn fit_topic_ranker(
-    spec: &FeatureSpec,
-    x: &Array2<f64>,
-    relevant: &[Vec<String>],
-    topics: &[String],
-) -> Result<TopicRanker> {
-    let step = x.nrows().div_ceil(MAX_RANKER_USERS).max(1);
-    let subset: Vec<usize> = (0..x.nrows()).step_by(step).collect();
-    let x = &select(x, &subset);
-    let relevant: Vec<&Vec<String>> = subset.iter().map(|&i| &relevant[i]).collect();
-    let share_indices: Vec<Option<TagFeatureIndices>> =
-        topics.iter().map(|t| spec.tag_feature_indices(t)).collect();
-    let activity_index = BASE_FEATURES
-        .iter()
-        .position(|f| *f == "log_interactions")
-        .unwrap_or(0);
-    let pairs = TopicRanker::pair_matrix(topics.len(), &share_indices, activity_index, x);
-    let y: Vec<usize> = relevant
-        .iter()
-        .flat_map(|r| topics.iter().map(move |t| usize::from(r.contains(t))))
-        .collect();
-    let standardizer = Standardizer::fit(&pairs);
-    let dataset = Dataset::new(standardizer.transform(&pairs), Array1::from(y));
-    let fitted = MultiLogisticRegression::default()
-        .alpha(1.0)
-        .max_iterations(MAX_ITERATIONS)
-        .gradient_tolerance(gradient_tolerance(dataset.nsamples()))
-        .fit(&dataset)
-        .map_err(|e| anyhow!("topic ranker: {e}"))?;
-    Ok(TopicRanker {
-        topics: topics.to_vec(),
-        share_indices,
-        activity_index,
-        pair_model: ClassifierModel {
-            family: "pointwise_logistic_ranker".to_owned(),
-            classes: vec!["no".to_owned(), "yes".to_owned()],
-            standardizer,
-            classifier: Classifier::Logistic(fitted),
-            class_weights: None,
-        },
-    })
 }
 
 fn predict_classes(model: &ClassifierModel, x: &Array2<f64>) -> Vec<usize> {
@@ -449,14 +388,27 @@ pub struct Evaluation {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TargetReport {
     pub family: String,
+    /// The kept family's settings (boosted trees: the rounds early stopping
+    /// found), and whether its probabilities are class-balanced.
+    pub settings: serde_json::Value,
     pub labelled_users: usize,
+    /// Users families were compared on (everyone but the test users).
+    pub development_users: usize,
     pub train_users: usize,
     pub validation_users: usize,
-    /// Validation score (macro-F1, or precision@3 for topics) per candidate.
-    pub candidates: BTreeMap<String, f64>,
-    /// Majority class of the training users (the classification baseline).
+    pub test_users: usize,
+    /// How families were compared.
+    pub protocol: String,
+    /// Validation scores per candidate (precision@3 for topics).
+    pub candidates: BTreeMap<String, CandidateScore>,
+    /// Said when the kept model is below the majority class's accuracy.
+    pub selection_note: Option<String>,
+    /// Majority class of the development users (the classification baseline).
     pub majority_class: Option<usize>,
-    /// Seconds spent fitting every candidate, and evaluating the kept one.
+    /// What the artifact's model was fitted on: every labelled user, with
+    /// truncated histories beside the full ones.
+    pub refit: String,
+    /// Seconds spent comparing candidates and refitting, and evaluating.
     pub fit_secs: f64,
     pub evaluate_secs: f64,
     pub test: Evaluation,
@@ -524,6 +476,18 @@ fn report_rows(target: &str, family: &str, evals: &[(String, &Evaluation)]) -> V
     rows
 }
 
+/// Shows what training is doing; with `MICRO_TRAIN_VERBOSE` set, also
+/// prints each step with the time it started, to see where the time goes.
+fn step(bar: &ProgressBar, message: impl Into<std::borrow::Cow<'static, str>>) {
+    let message = message.into();
+    if std::env::var_os("MICRO_TRAIN_VERBOSE").is_some() {
+        // Read outside `suspend`, which holds the lock `elapsed` takes.
+        let elapsed = bar.elapsed().as_secs_f64();
+        bar.suspend(|| eprintln!("[{elapsed:>5.1}s] {message}"));
+    }
+    bar.set_message(message);
+}
+
 fn spinner(enabled: bool) -> ProgressBar {
     let bar = if enabled {
         ProgressBar::new_spinner()
@@ -544,6 +508,8 @@ pub struct TrainArgs {
     pub labels: PathBuf,
     pub registry: PathBuf,
     pub seed: u64,
+    /// Families that compete (empty: all).
+    pub families: Vec<crate::select::Family>,
     pub progress: bool,
 }
 
@@ -557,6 +523,8 @@ pub struct TrainOutcome {
 
 /// Loaded and featurised inputs shared by `train` and `evaluate`.
 struct Prepared {
+    /// Every labelled user's history.
+    histories: Histories,
     spec: FeatureSpec,
     index: CatalogIndex,
     log: DataFrame,
@@ -574,8 +542,9 @@ fn prepare(
     spec: Option<FeatureSpec>,
     bar: &ProgressBar,
 ) -> Result<Prepared> {
-    bar.set_message("reading catalog");
-    let catalog = read_catalog(catalog)?;
+    step(bar, "reading catalog");
+    let catalog_path = catalog;
+    let (catalog, catalog_report) = read_catalog(catalog)?;
     let spec = match spec {
         Some(s) => s,
         None => FeatureParams::default()
@@ -583,25 +552,40 @@ fn prepare(
             .context("feature parameters")?,
     };
     let index = spec.index_catalog(&catalog);
-    bar.set_message("reading labels");
+    step(bar, "reading labels");
+    let labels_path = labels;
     let (labels, label_report) = read_labels(labels)?;
-    bar.set_message("reading interactions");
+    step(bar, "reading interactions");
     let (log, report) = read_interactions(interactions)?;
     bar.suspend(|| {
+        print_report(&catalog_path.display().to_string(), &catalog_report);
         print_report(&interactions.display().to_string(), &report);
-        if label_report.invalid > 0 {
-            print_report(&labels.len().to_string(), &label_report);
+        if label_report.skipped > 0 {
+            print_report(&labels_path.display().to_string(), &label_report);
         }
     });
     let as_of = latest_timestamp(&log)?.unwrap_or(0);
-    bar.set_message(format!(
-        "computing features of {} interactions",
-        log.height()
-    ));
-    let table = compute_features(&spec, &index, &log, as_of)?;
+    step(
+        bar,
+        format!("computing features of {} interactions", log.height()),
+    );
+    // Histories need only the log: collected meanwhile, on the core polars
+    // leaves idle part of the time.
+    let labelled: HashSet<&str> = labels.iter().map(|l| l.user_id.as_str()).collect();
+    let (table, histories) = std::thread::scope(|s| {
+        let histories = s.spawn(|| Histories::collect(&log, Some(&labelled)));
+        let table = compute_features(&spec, &index, &log, as_of);
+        let histories = histories
+            .join()
+            .map_err(|_| anyhow!("collecting histories panicked"));
+        (table, histories)
+    });
+    let (table, histories) = (table?, histories??);
+    step(bar, "gathering labelled users' rows");
     let users_with_history = table.height();
     let features = user_features(&table, &labels, &spec, as_of)?;
     Ok(Prepared {
+        histories,
         interactions: log.height(),
         spec,
         index,
@@ -620,7 +604,7 @@ fn cold_start_inputs(
     histories: &Histories,
     users: &[&str],
     k: usize,
-) -> Result<(Array2<f64>, Vec<Vec<String>>)> {
+) -> Result<Truncated> {
     let columns = LogColumns::new(&prepared.log)?;
     let mut x = Array2::<f64>::zeros((users.len(), prepared.spec.len()));
     let mut baseline = Vec::with_capacity(users.len());
@@ -637,41 +621,40 @@ fn cold_start_inputs(
 struct Plan {
     target: &'static str,
     vocab: Vec<String>,
-    labelled: usize,
-    train_rows: Vec<usize>,
-    train_y: Vec<usize>,
-    val_rows: Vec<usize>,
-    val_y: Vec<usize>,
+    labelled: Vec<usize>,
+    labelled_y: Vec<usize>,
+    /// Development users (not test), with their bucket.
+    dev: Vec<(usize, usize, u64)>,
     test_rows: Vec<usize>,
     test_y: Vec<usize>,
 }
 
 impl Plan {
-    fn new(target: &'static str, labels: &[LabelRow], splits: &[Split]) -> Plan {
+    fn new(target: &'static str, labels: &[LabelRow], seed: u64) -> Plan {
         let vocab = vocabulary(target, labels);
         let labelled: Vec<(usize, usize)> = labels
             .iter()
             .enumerate()
             .filter_map(|(i, l)| label_class(target, l, &vocab).map(|c| (i, c)))
             .collect();
-        let part = |split: Split| -> (Vec<usize>, Vec<usize>) {
-            labelled
-                .iter()
-                .filter(|(i, _)| splits[*i] == split)
-                .copied()
-                .unzip()
-        };
-        let (train_rows, train_y) = part(Split::Train);
-        let (val_rows, val_y) = part(Split::Validation);
-        let (test_rows, test_y) = part(Split::Test);
+        let mut dev = Vec::new();
+        let (mut test_rows, mut test_y) = (Vec::new(), Vec::new());
+        for &(i, c) in &labelled {
+            let bucket = bucket_of(seed, &labels[i].user_id);
+            if bucket >= 85 {
+                test_rows.push(i);
+                test_y.push(c);
+            } else {
+                dev.push((i, c, bucket));
+            }
+        }
+        let (labelled, labelled_y) = labelled.into_iter().unzip();
         Plan {
             target,
             vocab,
-            labelled: labelled.len(),
-            train_rows,
-            train_y,
-            val_rows,
-            val_y,
+            labelled,
+            labelled_y,
+            dev,
             test_rows,
             test_y,
         }
@@ -679,75 +662,258 @@ impl Plan {
 
     /// Why this target cannot be trained, if it cannot.
     fn skipped(&self) -> Option<String> {
-        if self.labelled == 0 {
+        if self.labelled.is_empty() {
             Some("no labels in the labels file".to_owned())
-        } else if self.train_rows.is_empty()
-            || self.val_rows.is_empty()
-            || self.test_rows.is_empty()
-        {
+        } else if self.dev.len() < 2 * FOLDS || self.test_rows.is_empty() {
             Some(format!(
                 "only {} labelled users: too few to train and evaluate",
-                self.labelled
+                self.labelled.len()
             ))
         } else {
             None
         }
     }
+
+    fn kfold(&self) -> bool {
+        self.dev.len() < KFOLD_BELOW
+    }
+
+    /// Development users in part `keep` of the protocol: holdout train
+    /// (buckets 0–69) or validation (70–84); or, for k-fold, fold `f`
+    /// (bucket mod k) or everything but it.
+    fn part(&self, keep: impl Fn(u64) -> bool) -> (Vec<usize>, Vec<usize>) {
+        self.dev
+            .iter()
+            .filter(|(_, _, b)| keep(*b))
+            .map(|&(i, c, _)| (i, c))
+            .unzip()
+    }
 }
 
-/// The model kept for a target, with every candidate's validation score.
+/// A target's models: the one tested (fitted without the test users) and
+/// the one shipped (refitted on every labelled user).
 struct Fitted {
-    model: ProfileModel,
-    scores: BTreeMap<String, f64>,
+    tested: ProfileModel,
+    shipped: ProfileModel,
+    settings: serde_json::Value,
+    protocol: String,
+    scores: BTreeMap<String, CandidateScore>,
+    note: Option<String>,
+    train_users: usize,
+    validation_users: usize,
+    refit: String,
     fit_secs: f64,
 }
 
-/// Fits a target's candidates on the training users and keeps the best on
-/// validation (macro-F1; precision@3 for topics).
-fn fit_and_select(plan: &Plan, prepared: &Prepared) -> Result<Fitted> {
-    let fitting = Instant::now();
-    let x = &prepared.features.x;
-    let x_val = select(x, &plan.val_rows);
+/// Compares the candidates, keeps the best, refits it on every labelled user.
+fn fit_classifier(plan: &Plan, ctx: &FitContext<'_>) -> Result<Fitted> {
+    let started = Instant::now();
+    let k = plan.vocab.len();
+    let protocol = if plan.kfold() {
+        let folds = (0..FOLDS as u64)
+            .map(|f| {
+                let (fit, fit_y) = plan.part(|b| b % FOLDS as u64 != f);
+                let (val, val_y) = plan.part(|b| b % FOLDS as u64 == f);
+                (
+                    ctx.fit_rows(&fit, &fit_y, k, MAX_FIT_ROWS),
+                    FitRows {
+                        x: ctx.full(&val),
+                        y: val_y,
+                    },
+                )
+            })
+            .collect();
+        Protocol::KFold { folds }
+    } else {
+        let (fit, fit_y) = plan.part(|b| b < 70);
+        let (val, val_y) = plan.part(|b| b >= 70);
+        Protocol::Holdout {
+            fit: ctx.fit_rows(&fit, &fit_y, k, MAX_FIT_ROWS),
+            validate: FitRows {
+                x: ctx.full(&val),
+                y: val_y,
+            },
+        }
+    };
+    let (train_users, validation_users) = match &protocol {
+        Protocol::Holdout { validate, .. } => (plan.part(|b| b < 70).0.len(), validate.y.len()),
+        Protocol::KFold { .. } => (plan.dev.len(), plan.dev.len()),
+    };
+    ctx.note(&format!("{}: comparing candidates", plan.target));
+    let fit_rows = match &protocol {
+        Protocol::Holdout { fit, .. } => fit.y.len(),
+        Protocol::KFold { folds } => folds.first().map_or(0, |(f, _)| f.y.len()),
+    };
+    let candidates: Vec<Candidate> = Candidate::all(ctx.seed, fit_rows)
+        .into_iter()
+        .filter(|c| ctx.families.is_empty() || ctx.families.contains(&c.family()))
+        .collect();
+    let selection = select(&candidates, &protocol, &plan.vocab)?;
+    ctx.note(&format!(
+        "{}: refitting {}",
+        plan.target,
+        selection.candidate.name()
+    ));
+    let tested = match selection.holdout_model.clone() {
+        Some(m) => m,
+        None => {
+            let (dev, dev_y): (Vec<usize>, Vec<usize>) =
+                plan.dev.iter().map(|&(i, c, _)| (i, c)).unzip();
+            refit(
+                &selection,
+                &ctx.fit_rows(&dev, &dev_y, k, MAX_FIT_ROWS),
+                &plan.vocab,
+            )?
+        }
+    };
+    let all = ctx.fit_rows(&plan.labelled, &plan.labelled_y, k, MAX_FIT_ROWS);
+    let shipped = refit(&selection, &all, &plan.vocab)?;
+    ctx.note(&format!("{}: refitted", plan.target));
+    let mut settings = serde_json::to_value(&selection.candidate)?;
+    settings["balanced"] = serde_json::json!(selection.balanced);
+    Ok(Fitted {
+        tested: ProfileModel::Classifier(tested),
+        shipped: ProfileModel::Classifier(shipped),
+        settings,
+        protocol: protocol.describe(),
+        scores: selection.scores.into_iter().collect(),
+        note: selection.note,
+        train_users,
+        validation_users,
+        refit: format!(
+            "{} labelled users, {} rows with truncated histories",
+            plan.labelled.len(),
+            all.y.len()
+        ),
+        fit_secs: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Fits the topic ranker: on the development users for the test report
+/// (scored on the validation users first when there are many), then on
+/// every labelled user for the artifact.
+fn fit_topics(plan: &Plan, ctx: &FitContext<'_>) -> Result<Fitted> {
+    let started = Instant::now();
     let relevant = |rows: &[usize]| -> Vec<Vec<String>> {
         rows.iter()
-            .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
+            .map(|&i| ctx.prepared.labels[i].topics.clone().unwrap_or_default())
             .collect()
     };
+    let spec = &ctx.prepared.spec;
+    let ranker_on = |rows: &[usize]| -> Result<TopicRanker> {
+        fit_topic_ranker(spec, &ctx.full(rows), &relevant(rows), &plan.vocab)
+    };
     let mut scores = BTreeMap::new();
-    let model = if plan.target == TOPICS {
-        let ranker = fit_topic_ranker(
-            &prepared.spec,
-            &select(x, &plan.train_rows),
-            &relevant(&plan.train_rows),
-            &plan.vocab,
-        )?;
+    let (train, _) = plan.part(|b| b < 70);
+    let (val, _) = plan.part(|b| b >= 70);
+    let (protocol, tested) = if plan.kfold() {
+        let (dev, _) = plan.part(|_| true);
+        (
+            "fitted on the development users".to_owned(),
+            ranker_on(&dev)?,
+        )
+    } else {
+        let ranker = ranker_on(&train)?;
         let score = precision_at_k(
-            &ranker.top_names(&x_val, TOP_K),
-            &relevant(&plan.val_rows),
+            &ranker.top_names(&ctx.full(&val), TOP_K),
+            &relevant(&val),
             TOP_K,
         );
-        scores.insert(ranker.pair_model.family.clone(), score);
-        ProfileModel::TopicRanker(ranker)
-    } else {
-        let mut best: Option<(f64, ClassifierModel)> = None;
-        for candidate in fit_candidates(&select(x, &plan.train_rows), &plan.train_y, &plan.vocab) {
-            let predicted = predict_classes(&candidate, &x_val);
-            let score = ClassMetrics::compute(&plan.val_y, &predicted, &plan.vocab).macro_f1;
-            scores.insert(candidate.family.clone(), score);
-            if best.as_ref().is_none_or(|(s, _)| score > *s) {
-                best = Some((score, candidate));
-            }
-        }
-        let Some((_, model)) = best else {
-            bail!("{}: every model family failed to fit", plan.target);
-        };
-        ProfileModel::Classifier(model)
+        scores.insert(
+            ranker.pair_model.family.clone(),
+            CandidateScore {
+                macro_f1: score,
+                accuracy: score,
+                majority_accuracy: 0.0,
+                validation_users: val.len(),
+                fit_secs: started.elapsed().as_secs_f64(),
+            },
+        );
+        (
+            format!(
+                "holdout: fit on {} users, precision@3 on {} validation users",
+                train.len(),
+                val.len()
+            ),
+            ranker,
+        )
     };
+    ctx.note("topics: refitting on every labelled user");
+    let shipped = ranker_on(&plan.labelled)?;
+    ctx.note("topics: refitted");
     Ok(Fitted {
-        model,
+        tested: ProfileModel::TopicRanker(tested),
+        shipped: ProfileModel::TopicRanker(shipped),
+        settings: serde_json::json!({"family": "pointwise_logistic_ranker", "alpha": 1.0}),
+        protocol,
         scores,
-        fit_secs: fitting.elapsed().as_secs_f64(),
+        note: None,
+        train_users: train.len(),
+        validation_users: val.len(),
+        refit: format!("{} labelled users", plan.labelled.len()),
+        fit_secs: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Users' vectors after their first k interactions, and the baseline topics
+/// of those interactions.
+type Truncated = (Array2<f64>, Vec<Vec<String>>);
+
+/// Cold-start inputs of the test users: their row in each matrix, and per
+/// history length k the vectors and baseline topics.
+struct ColdStart<'a> {
+    rows: &'a HashMap<&'a str, usize>,
+    inputs: &'a [(usize, Truncated)],
+}
+
+/// A target's test metrics, with every history length, and the seconds
+/// evaluating took.
+type TargetEvaluation = (Evaluation, BTreeMap<String, Evaluation>, f64);
+
+/// Evaluates the tested model on the test users: full histories and cold
+/// start, against the baselines.
+fn evaluate_fit(
+    plan: &Plan,
+    ctx: &FitContext<'_>,
+    fit: &Fitted,
+    cold: &ColdStart<'_>,
+) -> TargetEvaluation {
+    let evaluating = Instant::now();
+    let prepared = ctx.prepared;
+    let relevant: Vec<Vec<String>> = plan
+        .test_rows
+        .iter()
+        .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
+        .collect();
+    let dev_y: Vec<usize> = plan.dev.iter().map(|d| d.1).collect();
+    let majority = majority(&dev_y, plan.vocab.len());
+    let test_users: Vec<&str> = plan
+        .test_rows
+        .iter()
+        .map(|&i| prepared.labels[i].user_id.as_str())
+        .collect();
+    let full_baseline: Vec<Vec<String>> = test_users
+        .iter()
+        .map(|u| {
+            ctx.columns
+                .top_categories(&prepared.index, ctx.histories.of(u), TOP_K)
+        })
+        .collect();
+    let evaluate = |x: &Array2<f64>, baseline: &[Vec<String>]| match &fit.tested {
+        ProfileModel::TopicRanker(m) => evaluate_topics(m, x, &relevant, baseline),
+        ProfileModel::Classifier(m) => evaluate_classifier(m, x, &plan.test_y, majority),
+    };
+    let test = evaluate(&ctx.full(&plan.test_rows), &full_baseline);
+    let mut cold_start = BTreeMap::new();
+    for (k, (x_all, baselines)) in cold.inputs {
+        let rows: Vec<usize> = test_users.iter().map(|u| cold.rows[u]).collect();
+        let baseline: Vec<Vec<String>> = rows.iter().map(|&r| baselines[r].clone()).collect();
+        cold_start.insert(
+            format!("first_{k}"),
+            evaluate(&select_rows(x_all, &rows), &baseline),
+        );
+    }
+    (test, cold_start, evaluating.elapsed().as_secs_f64())
 }
 
 pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
@@ -773,23 +939,35 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
         Ok::<_, anyhow::Error>((prepared?, fingerprint?))
     })?;
     let features_done = started.elapsed();
-    let x = &prepared.features.x;
-    let splits: Vec<Split> = prepared
-        .features
-        .users
-        .iter()
-        .map(|u| split_of(args.seed, u))
-        .collect();
-    let test_users: HashSet<&str> = prepared
-        .features
-        .users
-        .iter()
-        .zip(&splits)
-        .filter(|(_, s)| **s == Split::Test)
-        .map(|(u, _)| u.as_str())
-        .collect();
-    let histories = Histories::collect(&prepared.log, &test_users)?;
+    let histories = &prepared.histories;
     let columns = LogColumns::new(&prepared.log)?;
+    let ctx = FitContext {
+        prepared: &prepared,
+        histories,
+        columns: &columns,
+        seed: args.seed,
+        families: &args.families,
+        bar: &bar,
+    };
+
+    // Cold-start inputs of every test user, once for all targets.
+    let mut cold_users: Vec<&str> = prepared
+        .labels
+        .iter()
+        .map(|l| l.user_id.as_str())
+        .filter(|u| split_of(args.seed, u) == Split::Test)
+        .collect();
+    cold_users.sort_unstable();
+    cold_users.dedup();
+    let cold_row: HashMap<&str, usize> = cold_users
+        .iter()
+        .enumerate()
+        .map(|(i, u)| (*u, i))
+        .collect();
+    let cold: Vec<(usize, Truncated)> = COLD_START
+        .iter()
+        .map(|&k| Ok((k, cold_start_inputs(&prepared, histories, &cold_users, k)?)))
+        .collect::<Result<_>>()?;
 
     let mut reports = BTreeMap::new();
     let mut entries = Vec::new();
@@ -800,15 +978,30 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
     // each model is single-threaded), then evaluate in order.
     let plans: Vec<Plan> = [SPENDING_CLASS, LIFE_STAGE, TOPICS]
         .into_iter()
-        .map(|target| Plan::new(target, &prepared.labels, &splits))
+        .map(|target| Plan::new(target, &prepared.labels, args.seed))
         .collect();
-    bar.set_message("training models");
-    let fits: Vec<Option<Result<Fitted>>> = std::thread::scope(|s| {
+    step(&bar, "training models");
+    let cold = ColdStart {
+        rows: &cold_row,
+        inputs: &cold,
+    };
+    let fits: Vec<Option<Result<(Fitted, TargetEvaluation)>>> = std::thread::scope(|s| {
         let handles: Vec<_> = plans
             .iter()
             .map(|plan| {
-                let prepared = &prepared;
-                (plan.skipped().is_none()).then(|| s.spawn(move || fit_and_select(plan, prepared)))
+                let (ctx, cold) = (&ctx, &cold);
+                (plan.skipped().is_none()).then(|| {
+                    s.spawn(move || {
+                        let fit = if plan.target == TOPICS {
+                            fit_topics(plan, ctx)
+                        } else {
+                            fit_classifier(plan, ctx)
+                        }?;
+                        ctx.note(&format!("evaluating {}", plan.target));
+                        let evaluation = evaluate_fit(plan, ctx, &fit, cold);
+                        Ok((fit, evaluation))
+                    })
+                })
             })
             .collect();
         handles
@@ -835,90 +1028,55 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
             });
             continue;
         };
-        let Fitted {
-            model,
-            scores,
-            fit_secs,
-        } = fit?;
+        let (fit, evaluation) = fit.with_context(|| format!("training {target}"))?;
         let topics = target == TOPICS;
-        let Plan {
-            vocab,
-            labelled,
-            train_rows,
-            train_y,
-            val_rows,
-            test_rows,
-            test_y,
-            ..
-        } = plan;
-        let relevant = |rows: &[usize]| -> Vec<Vec<String>> {
-            rows.iter()
-                .map(|&i| prepared.labels[i].topics.clone().unwrap_or_default())
-                .collect()
-        };
-        let evaluating = Instant::now();
-        bar.set_message(format!("evaluating {target}"));
-        let majority = {
-            let mut counts = vec![0usize; vocab.len()];
-            train_y.iter().for_each(|&c| counts[c] += 1);
-            (0..vocab.len())
-                .max_by_key(|&c| (counts[c], std::cmp::Reverse(c)))
-                .unwrap_or(0)
-        };
-        let x_test = select(x, test_rows);
-        let test_user_ids: Vec<&str> = test_rows
-            .iter()
-            .map(|&i| prepared.labels[i].user_id.as_str())
-            .collect();
-        let full_baseline: Vec<Vec<String>> = test_user_ids
-            .iter()
-            .map(|u| columns.top_categories(&prepared.index, histories.of(u), TOP_K))
-            .collect();
-        let test_relevant = relevant(test_rows);
-        let evaluate = |x: &Array2<f64>, baseline: &[Vec<String>]| match &model {
-            ProfileModel::TopicRanker(m) => evaluate_topics(m, x, &test_relevant, baseline),
-            ProfileModel::Classifier(m) => evaluate_classifier(m, x, test_y, majority),
-        };
-        let test = evaluate(&x_test, &full_baseline);
-        let mut cold_start = BTreeMap::new();
-        for k in COLD_START {
-            let (x_cold, baseline) = cold_start_inputs(&prepared, &histories, &test_user_ids, k)?;
-            cold_start.insert(format!("first_{k}"), evaluate(&x_cold, &baseline));
-        }
+        let (test, cold_start, evaluate_secs) = evaluation;
+        let dev_y: Vec<usize> = plan.dev.iter().map(|d| d.1).collect();
+        let majority = majority(&dev_y, plan.vocab.len());
         let mut evals = vec![("test".to_owned(), &test)];
         evals.extend(
             cold_start
                 .iter()
                 .map(|(k, e)| (format!("test, {}", k.replace('_', " ")), e)),
         );
-        table.extend(report_rows(target, model.family(), &evals));
+        let family = fit.shipped.family().to_owned();
+        table.extend(report_rows(target, &family, &evals));
+        if let Some(note) = &fit.note {
+            bar.suspend(|| println!("{target}: {note}"));
+        }
         let file = file_name(target);
-        files.push((file.clone(), serde_json::to_vec(&model)?));
+        files.push((file.clone(), serde_json::to_vec(&fit.shipped)?));
         entries.push(ModelEntry {
             target: target.to_owned(),
-            family: Some(model.family().to_owned()),
+            family: Some(family.clone()),
             skipped: None,
             file: Some(file),
             beats_baseline: test.beats_baseline,
         });
-        vocabularies.insert(target.to_owned(), vocab.clone());
+        vocabularies.insert(target.to_owned(), plan.vocab.clone());
         reports.insert(
             target.to_owned(),
             TargetReport {
-                family: model.family().to_owned(),
-                labelled_users: *labelled,
-                train_users: train_rows.len(),
-                validation_users: val_rows.len(),
-                candidates: scores,
+                family,
+                settings: fit.settings,
+                labelled_users: plan.labelled.len(),
+                development_users: plan.dev.len(),
+                train_users: fit.train_users,
+                validation_users: fit.validation_users,
+                test_users: plan.test_rows.len(),
+                protocol: fit.protocol,
+                candidates: fit.scores,
+                selection_note: fit.note,
                 majority_class: (!topics).then_some(majority),
-                fit_secs,
-                evaluate_secs: evaluating.elapsed().as_secs_f64(),
+                refit: fit.refit,
+                fit_secs: fit.fit_secs,
+                evaluate_secs,
                 test,
                 cold_start,
             },
         );
     }
-    bar.set_message("writing artifact");
+    step(&bar, "writing artifact");
     // The catalog index is part of the fitted preprocessing: serving resolves
     // targets against exactly the catalog the features were trained on.
     files.push((
@@ -944,7 +1102,15 @@ pub fn train(args: &TrainArgs) -> Result<TrainOutcome> {
         models: entries,
         metrics: serde_json::json!({
             "seed": args.seed,
-            "split": {"train": 0.70, "validation": 0.15, "test": 0.15, "by": "user"},
+            "split": {
+                "test": 0.15,
+                "development": 0.85,
+                "holdout": {"train": 0.70, "validation": 0.15},
+                "folds_below_users": KFOLD_BELOW,
+                "folds": FOLDS,
+                "by": "user",
+            },
+            "truncations": TRUNCATIONS,
             "targets": reports,
             "timings_secs": {
                 "features": features_done.as_secs_f64(),
@@ -993,8 +1159,7 @@ pub fn evaluate(
         Some(manifest.feature_spec.clone()),
         &bar,
     )?;
-    let all_users: HashSet<&str> = prepared.labels.iter().map(|l| l.user_id.as_str()).collect();
-    let histories = Histories::collect(&prepared.log, &all_users)?;
+    let histories = &prepared.histories;
     let columns = LogColumns::new(&prepared.log)?;
     let training_reports = &manifest.metrics["targets"];
     let mut out = serde_json::Map::new();
@@ -1022,9 +1187,9 @@ pub fn evaluate(
             bar.suspend(|| println!("{target}: no labels for it in {}", labels.display()));
             continue;
         }
-        bar.set_message(format!("evaluating {target}"));
+        step(&bar, format!("evaluating {target}"));
         let (rows, truth): (Vec<usize>, Vec<usize>) = labelled.into_iter().unzip();
-        let x = select(&prepared.features.x, &rows);
+        let x = select_rows(&prepared.features.x, &rows);
         let users: Vec<&str> = rows
             .iter()
             .map(|&i| prepared.labels[i].user_id.as_str())
@@ -1047,7 +1212,7 @@ pub fn evaluate(
         let all = eval(&x, &full_baseline);
         let mut cold = BTreeMap::new();
         for k in COLD_START {
-            let (x_cold, baseline) = cold_start_inputs(&prepared, &histories, &users, k)?;
+            let (x_cold, baseline) = cold_start_inputs(&prepared, histories, &users, k)?;
             cold.insert(format!("first_{k}"), eval(&x_cold, &baseline));
         }
         let mut evals = vec![("all".to_owned(), &all)];
@@ -1064,23 +1229,4 @@ pub fn evaluate(
         &table,
     );
     Ok(serde_json::json!({"version": manifest.version, "targets": out}))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stratified_subset_keeps_class_shares_and_the_cap() {
-        let y: Vec<usize> = (0..1000).map(|i| usize::from(i % 10 == 0)).collect();
-        let rows = stratified_subset(&y, 2, 100);
-        assert!(rows.len() <= 101, "{}", rows.len());
-        let ones = rows.iter().filter(|&&i| y[i] == 1).count();
-        assert_eq!(ones, 10);
-        assert!(rows.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
-        assert_eq!(
-            stratified_subset(&y[..50], 2, 100),
-            (0..50).collect::<Vec<_>>()
-        );
-    }
 }
