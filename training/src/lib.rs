@@ -1,6 +1,7 @@
 //! The training side of Micro: synthetic worlds, feature tables, the fold
 //! benchmark, model training and evaluation. `main.rs` only parses the command line and calls in here.
 
+pub mod backfill;
 pub mod bench;
 pub mod feature_table;
 pub mod generate;

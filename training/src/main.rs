@@ -104,6 +104,36 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
+    /// Stream a history file into a running micro-serve through the ingest API, resumably.
+    Backfill {
+        /// Interaction history (.parquet, .csv or .ndjson).
+        #[arg(long)]
+        interactions: PathBuf,
+        /// Users to register first (columns as `generate` writes users.parquet).
+        #[arg(long)]
+        users: Option<PathBuf>,
+        /// Base address of micro-serve, e.g. http://127.0.0.1:8080.
+        #[arg(long, env = "MICRO_API_URL")]
+        api: String,
+        /// API key, sent as a bearer token.
+        #[arg(long, env = "MICRO_API_KEY", hide_env_values = true)]
+        key: String,
+        /// Interactions per request (NDJSON lines).
+        #[arg(long, default_value_t = training::backfill::DEFAULT_BATCH)]
+        batch: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = training::backfill::DEFAULT_IN_FLIGHT)]
+        in_flight: usize,
+        /// Failed attempts (connection errors, 5xx) per request before giving up.
+        #[arg(long, default_value_t = training::backfill::DEFAULT_RETRIES)]
+        retries: u32,
+        /// State file recording how far the backfill got [default: <interactions>.backfill.json].
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Ignore the state file and send the whole file again.
+        #[arg(long)]
+        restart: bool,
+    },
 }
 
 /// A labelled history: what training and evaluation read.
@@ -277,6 +307,30 @@ fn main() -> Result<()> {
                     .join(", "),
                 r.state_bytes_per_user
             );
+        }
+        Command::Backfill {
+            interactions,
+            users,
+            api,
+            key,
+            batch,
+            in_flight,
+            retries,
+            state,
+            restart,
+        } => {
+            training::backfill::run(&training::backfill::BackfillArgs {
+                interactions,
+                users,
+                api,
+                key,
+                batch,
+                in_flight,
+                retries,
+                state,
+                restart,
+                progress: true,
+            })?;
         }
     }
     Ok(())
