@@ -12,6 +12,7 @@ use features::{FeatureParams, InteractionType};
 use features_batch::io::{read_catalog, read_interactions, read_labels};
 use features_batch::polars::prelude::*;
 use features_batch::{feature_rows, USER_ID};
+use training::train::{split_of, Split};
 
 fn micro_train(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_micro-train"))
@@ -430,6 +431,75 @@ fn train_writes_a_verified_artifact_that_evaluate_and_models_use() {
     assert!(
         all["model"]["accuracy"].as_f64().unwrap() > all["baseline"]["accuracy"].as_f64().unwrap()
     );
+
+    // The artifact is refitted on every labelled user, test users included:
+    // on the test users it is right more often than the model the report
+    // tested, which was fitted without them.
+    for target in ["spendingClass", "actingLifeStage"] {
+        let report = &metrics[target];
+        let refit = report["refit"].as_str().unwrap();
+        let labelled = report["labelled_users"].as_u64().unwrap();
+        assert!(
+            refit.starts_with(&format!("{labelled} labelled users")),
+            "{refit}"
+        );
+        assert_eq!(
+            labelled,
+            report["development_users"].as_u64().unwrap() + report["test_users"].as_u64().unwrap()
+        );
+    }
+    let (labels, _) = read_labels(&world.join("labels.parquet")).unwrap();
+    let mut test_labels = String::from("user_id,spending_class,life_stage\n");
+    for l in labels
+        .iter()
+        .filter(|l| split_of(3, &l.user_id) == Split::Test)
+    {
+        test_labels.push_str(&format!(
+            "{},{},{}\n",
+            l.user_id,
+            l.spending_class.map(|c| c.to_string()).unwrap_or_default(),
+            l.life_stage.map(|s| s.as_str()).unwrap_or_default()
+        ));
+    }
+    let test_labels_path = tmp.path().join("test-labels.csv");
+    std::fs::write(&test_labels_path, test_labels).unwrap();
+    let shipped_out = tmp.path().join("shipped.json");
+    let run = micro_train(&[
+        "evaluate",
+        "--model",
+        version_dir.to_str().unwrap(),
+        "--interactions",
+        &file("interactions.parquet"),
+        "--catalog",
+        &file("catalog.parquet"),
+        "--labels",
+        test_labels_path.to_str().unwrap(),
+        "--out",
+        shipped_out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let shipped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&shipped_out).unwrap()).unwrap();
+    let mut gained = false;
+    for target in ["spendingClass", "actingLifeStage"] {
+        let tested = metrics[target]["test"]["model"]["accuracy"]
+            .as_f64()
+            .unwrap();
+        let on_seen = shipped["targets"][target]["all"]["model"]["accuracy"]
+            .as_f64()
+            .unwrap();
+        assert_eq!(
+            shipped["targets"][target]["all"]["model"]["users"],
+            metrics[target]["test"]["model"]["users"]
+        );
+        assert!(on_seen >= tested, "{target}: {on_seen} < {tested}");
+        gained |= on_seen > tested;
+    }
+    assert!(gained, "the shipped models are the tested ones");
 
     // registry commands
     let version = version_dir.file_name().unwrap().to_str().unwrap();
