@@ -76,21 +76,21 @@ impl LoadReport {
     pub fn lines(&self, what: &str) -> Vec<String> {
         let mut lines = vec![format!(
             "{what}: {} rows, {} used, {} skipped",
-            thousands(self.rows),
-            thousands(self.used()),
-            thousands(self.skipped)
+            thousands(self.rows as u64),
+            thousands(self.used() as u64),
+            thousands(self.skipped as u64)
         )];
         for (label, summary) in [("skipped", &self.problems), ("noted", &self.notes)] {
             let groups = summary.groups();
             for g in groups.iter().take(MAX_REPORTED_GROUPS) {
-                lines.push(format!("  {label}: {}", describe(g)));
+                lines.push(format!("  {label}: {}", describe_group(g)));
             }
             if groups.len() > MAX_REPORTED_GROUPS {
                 let rest = &groups[MAX_REPORTED_GROUPS..];
                 lines.push(format!(
                     "  {label}: … and {} more kinds of problem ({} rows)",
                     rest.len(),
-                    thousands(rest.iter().map(|g| g.count).sum())
+                    thousands(rest.iter().map(|g| g.count as u64).sum())
                 ));
             }
         }
@@ -100,7 +100,7 @@ impl LoadReport {
 
 /// `field: reason — N rows (e.g. rows 3, 17, 230)`; a problem of one row is
 /// shown with its value.
-fn describe(g: &ProblemGroup) -> String {
+pub fn describe_group(g: &ProblemGroup) -> String {
     let rows: Vec<String> = g.examples.iter().map(usize::to_string).collect();
     if g.count == 1 {
         format!("{}: {} — row {}", g.field, g.example_message, rows.join(""))
@@ -114,14 +114,14 @@ fn describe(g: &ProblemGroup) -> String {
             "{}: {} — {} rows ({eg}rows {})",
             g.field,
             g.reason,
-            thousands(g.count),
+            thousands(g.count as u64),
             rows.join(", ")
         )
     }
 }
 
 /// `1234567` → `1,234,567`.
-fn thousands(n: usize) -> String {
+pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -821,4 +821,17 @@ pub fn read_users(path: &Path) -> Result<(Vec<(usize, serde_json::Value)>, LoadR
         }
     }
     Ok((users, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::thousands;
+
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1_000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
 }

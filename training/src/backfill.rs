@@ -24,8 +24,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use features::interaction::{format_rfc3339, CheckedInteraction, RawInteraction};
-use features::validation::{ProblemGroup, ProblemSummary, ValidationErrors};
-use features_batch::io::{read_users, visit_interactions, Format, LoadReport};
+use features::validation::{ProblemSummary, ValidationErrors};
+use features_batch::io::{
+    describe_group, read_users, thousands, visit_interactions, Format, LoadReport,
+};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
@@ -1106,39 +1108,6 @@ fn print_problems(what: &str, problems: &ProblemSummary) {
     }
 }
 
-fn describe_group(g: &ProblemGroup) -> String {
-    let rows: Vec<String> = g.examples.iter().map(usize::to_string).collect();
-    if g.count == 1 {
-        format!("{}: {} — row {}", g.field, g.example_message, rows.join(""))
-    } else {
-        let eg = if g.count > g.examples.len() {
-            "e.g. "
-        } else {
-            ""
-        };
-        format!(
-            "{}: {} — {} rows ({eg}rows {})",
-            g.field,
-            g.reason,
-            thousands(g.count as u64),
-            rows.join(", ")
-        )
-    }
-}
-
-/// `1234567` → `1,234,567`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -1325,12 +1294,5 @@ mod tests {
         std::fs::write(&path, "not json").unwrap();
         let err = BackfillState::load(&path).unwrap_err().to_string();
         assert!(err.contains("--restart"), "{err}");
-    }
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_234_567), "1,234,567");
     }
 }
