@@ -320,6 +320,14 @@ impl Broker {
                     }
                 }
             }
+            // While disconnected, the client buffers what it is given and
+            // sends it on reconnecting, whatever the store did meanwhile: an
+            // erased user's events, dropped from the outbox, would still go
+            // out. So a round starts only while connected.
+            if !self.is_connected() {
+                pause(&mut stop).await;
+                continue;
+            }
             let batch = match store.outbox(RELAY_BATCH).await {
                 Ok(b) => b,
                 Err(e) => {
