@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -67,6 +67,22 @@ pub struct Config {
     /// Live interactions per second in demo mode.
     #[arg(long, env = "MICRO_DEMO_RATE", default_value_t = 5.0)]
     pub demo_rate: f64,
+    /// Without a command, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `micro-serve` does instead of serving.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Ask the server on this machine (at MICRO_BIND's port) whether it is
+    /// alive: `GET /healthz`, exit status 0 on 200. For container health
+    /// checks in images that have no shell or curl.
+    Healthcheck {
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 3)]
+        timeout: u64,
+    },
 }
 
 /// Where data lives when nothing is configured.
@@ -83,6 +99,20 @@ impl Config {
         } else {
             &self.database_url
         }
+    }
+
+    /// `http://<address>/healthz` of this configuration's server as seen from
+    /// the same machine: a wildcard bind address is reached on loopback.
+    pub fn local_healthz_url(&self) -> String {
+        let mut addr = self.bind;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(if addr.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
+        }
+        format!("http://{addr}/healthz")
     }
 
     /// The defaults, as if started with no flags and no environment.
@@ -104,5 +134,23 @@ mod tests {
         let chosen =
             Config::parse_from(["micro-serve", "--demo", "--database-url", "sqlite://x.db"]);
         assert_eq!(chosen.effective_database_url(), "sqlite://x.db");
+    }
+
+    #[test]
+    fn the_health_check_asks_the_local_server_on_its_port() {
+        let wildcard = Config::parse_from(["micro-serve", "--bind", "0.0.0.0:9000", "healthcheck"]);
+        assert_eq!(
+            wildcard.local_healthz_url(),
+            "http://127.0.0.1:9000/healthz"
+        );
+        assert!(matches!(
+            wildcard.command,
+            Some(Command::Healthcheck { timeout: 3 })
+        ));
+        let v6 = Config::parse_from(["micro-serve", "--bind", "[::]:80"]);
+        assert_eq!(v6.local_healthz_url(), "http://[::1]:80/healthz");
+        let chosen = Config::parse_from(["micro-serve", "--bind", "10.1.2.3:8080"]);
+        assert_eq!(chosen.local_healthz_url(), "http://10.1.2.3:8080/healthz");
+        assert!(chosen.command.is_none());
     }
 }

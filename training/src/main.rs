@@ -65,8 +65,8 @@ enum Command {
     Train {
         #[command(flatten)]
         data: LabelledData,
-        /// Model registry directory.
-        #[arg(long, default_value = "models")]
+        /// Model registry directory (the one micro-serve reads).
+        #[arg(long, env = "MICRO_MODELS_DIR", default_value = "models")]
         registry: PathBuf,
         /// Seed of the train/validation/test split by user.
         #[arg(long, default_value_t = 1)]
@@ -74,6 +74,11 @@ enum Command {
         /// Model families that compete for the classifiers (default: all).
         #[arg(long, value_delimiter = ',', value_enum)]
         families: Vec<training::select::Family>,
+        /// Promote the new version (as `models promote` would: refused when
+        /// it is below its baseline). A running micro-serve keeps its model
+        /// until it restarts or is told through `POST /v1/models/{version}/promote`.
+        #[arg(long)]
+        promote: bool,
     },
     /// Score an existing artifact on labelled data it may never have seen.
     Evaluate {
@@ -88,8 +93,13 @@ enum Command {
     },
     /// Manage the model registry.
     Models {
-        /// Model registry directory.
-        #[arg(long, default_value = "models", global = true)]
+        /// Model registry directory (the one micro-serve reads).
+        #[arg(
+            long,
+            env = "MICRO_MODELS_DIR",
+            default_value = "models",
+            global = true
+        )]
         registry: PathBuf,
         #[command(subcommand)]
         command: ModelsCommand,
@@ -263,16 +273,26 @@ fn main() -> Result<()> {
             registry,
             seed,
             families,
+            promote,
         } => {
-            training::train::train(&training::train::TrainArgs {
+            let outcome = training::train::train(&training::train::TrainArgs {
                 interactions: data.interactions,
                 catalog: data.catalog,
                 labels: data.labels,
-                registry,
+                registry: registry.clone(),
                 seed,
                 families,
                 progress: true,
             })?;
+            if promote {
+                let version = &outcome.manifest.version;
+                features::registry::Registry::new(registry).promote(
+                    training::train::MODEL_NAME,
+                    version,
+                    false,
+                )?;
+                println!("promoted {version}");
+            }
         }
         Command::Evaluate { model, data, out } => {
             let metrics = training::train::evaluate(
