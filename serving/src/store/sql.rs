@@ -1255,16 +1255,53 @@ impl PostgresStore {
     }
 
     pub async fn connect(url: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_waiting(url, POSTGRES_STARTUP_WAIT).await
+    }
+
+    /// Connects, waiting up to `wait` for a server that is not up yet:
+    /// containers start together (compose, a Kubernetes pod restarted beside
+    /// its database), and a server still starting refuses connections or
+    /// answers "the database system is starting up". Other errors (a wrong
+    /// password, an unknown database) are not retried.
+    pub async fn connect_waiting(url: &str, wait: Duration) -> Result<PostgresStore> {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)?
             .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1));
-        let pool = PgPoolOptions::new()
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
-            .await?;
+        let deadline = std::time::Instant::now() + wait;
+        let pool = loop {
+            let attempt = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options.clone())
+                .await;
+            match attempt {
+                Ok(pool) => break pool,
+                Err(e) if postgres_not_up_yet(&e) && std::time::Instant::now() < deadline => {
+                    // The error names no credentials: sqlx's I/O and
+                    // server errors carry neither the URL nor the password.
+                    tracing::warn!(error = %e, "PostgreSQL is not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let writers = Writers::shared(&pool);
         PostgresStore::open(pool, writers).await
+    }
+}
+
+/// How long micro-serve waits at start for a PostgreSQL server that is not
+/// up yet.
+const POSTGRES_STARTUP_WAIT: Duration = Duration::from_secs(60);
+
+/// Whether a connection error is one a starting server gives: nothing
+/// listening yet, its name not resolvable yet (a container network), a pool
+/// timeout, or SQLSTATE 57P03 (cannot connect now).
+fn postgres_not_up_yet(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(e) => e.code().as_deref() == Some("57P03"),
+        _ => false,
     }
 }
 
@@ -1335,6 +1372,77 @@ mod tests {
             .unwrap();
         assert!(stored.iter().all(Option::is_some), "all stored on retry");
         assert_eq!(count().await, 10 + batch.len() as i64);
+    }
+
+    /// micro-serve started before its database (compose, a pod restarted
+    /// beside PostgreSQL) waits for it instead of exiting: the server's port
+    /// here refuses connections for the first 1.5 s, then forwards to the
+    /// real PostgreSQL.
+    #[tokio::test]
+    async fn a_postgres_that_comes_up_late_is_waited_for() {
+        use sqlx::Connection;
+        let admin_url = std::env::var("MICRO_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let admin_options = sqlx::postgres::PgConnectOptions::from_str(&admin_url).unwrap();
+        let upstream = format!("{}:{}", admin_options.get_host(), admin_options.get_port());
+        let name = format!("micro_test_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let late_url = format!(
+            "postgres://{}@127.0.0.1:{port}/{name}",
+            admin_options.get_username()
+        );
+
+        let refused = super::PostgresStore::connect_waiting(&late_url, Duration::ZERO).await;
+        assert!(
+            refused.is_err(),
+            "nothing listens yet and no wait is allowed"
+        );
+
+        let forwarder = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                .await
+                .unwrap();
+            loop {
+                let (mut client, _) = listener.accept().await.unwrap();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        let store = super::PostgresStore::connect_waiting(&late_url, Duration::from_secs(30))
+            .await
+            .expect("connects once the server is up");
+        let migrated: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM interactions")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(migrated, 0, "connected and migrated");
+        store.pool.close().await;
+        let wrong_database = late_url.replace(&name, "micro_test_no_such_database");
+        let started = std::time::Instant::now();
+        let refused =
+            super::PostgresStore::connect_waiting(&wrong_database, Duration::from_secs(30)).await;
+        assert!(refused.is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "an unknown database is an error at once, not waited for"
+        );
+        forwarder.abort();
+        sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
     }
 
     #[test]
