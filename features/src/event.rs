@@ -44,10 +44,16 @@ impl EventType {
 pub const MAX_EVENT_TYPE_LEN: usize = 128;
 
 /// An event as posted by a client.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 128, pattern = r"^[a-z0-9._-]+$")
+    )]
     pub kind: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>, required = false))]
     pub payload: serde_json::Value,
 }
 
@@ -101,12 +107,14 @@ impl NewEvent {
 }
 
 /// A stored event.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Event {
     pub id: String,
     #[serde(rename = "type")]
     pub kind: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub payload: serde_json::Value,
     #[serde(with = "crate::interaction::rfc3339_micros")]
     pub received_at: DateTime<Utc>,

@@ -11,12 +11,13 @@ use sha2::{Digest, Sha256};
 
 use crate::validation::{check_text, json_f64, json_id, json_str, ValidationErrors};
 
-/// Longest accepted id or type string, in bytes.
+/// Longest accepted id or type string, in characters.
 pub const MAX_ID_LEN: usize = 256;
 
 /// Interaction kinds. The seed's wire spellings (`PURCHACE`, `INQUERY`) are
 /// the contract and what Micro emits; the correct spellings are accepted as
 /// aliases on input.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum InteractionType {
     #[serde(rename = "PURCHACE", alias = "PURCHASE")]
@@ -82,28 +83,41 @@ impl fmt::Display for InteractionType {
 }
 
 /// Something with an id and a type: the origin, actor or target.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Entity {
+    #[cfg_attr(feature = "openapi", schema(schema_with = crate::validation::id_schema))]
     pub id: String,
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 1, max_length = 256, pattern = r"[^\s\u0085]|\uFEFF")
+    )]
     pub kind: String,
 }
 
 /// A monetary amount, as point-of-sale data reports it.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Money {
     pub amount: f64,
+    /// ISO 4217.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Z]{3}$"))]
     pub currency: String,
 }
 
 /// A validated interaction. `id` is always set: given by the sender, or
 /// derived from the content (see [`content_id`]).
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Interaction {
+    /// Optional on input: derived from the content when absent.
+    #[cfg_attr(feature = "openapi", schema(required = false, schema_with = crate::validation::optional_id_schema))]
     pub id: String,
     #[serde(rename = "type")]
     pub kind: InteractionType,
     #[serde(with = "rfc3339_micros")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime, pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-"))]
     pub timestamp: DateTime<Utc>,
     pub origin: Entity,
     pub actor: Entity,
@@ -111,6 +125,7 @@ pub struct Interaction {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Money>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = -1e9, maximum = 1e9))]
     pub quantity: Option<f64>,
 }
 
@@ -141,9 +156,14 @@ impl Interaction {
         let (origin_id, origin_type) = entity(wire.origin);
         let (actor_id, actor_type) = entity(wire.actor);
         let (target_id, target_type) = entity(wire.target);
+        let value_given = wire.value.is_some();
         let (amount, currency) = wire
             .value
             .map_or((None, None), |MapOnly(v)| (v.amount, borrowed(v.currency)));
+        if value_given && amount.is_none() && currency.is_none() {
+            // `"value": {}`: the value path names the problem.
+            return None;
+        }
         let raw = RawInteraction {
             id: borrowed(wire.id),
             kind: borrowed(wire.kind),
@@ -309,10 +329,19 @@ impl<'a> RawInteraction<'a> {
         let (target_id, target_type) = entity("target");
         let (amount, currency) = match obj.get("value") {
             None | Some(serde_json::Value::Null) => (None, None),
-            Some(serde_json::Value::Object(v)) => (
-                json_f64(&mut errors, v, "amount", "value.amount"),
-                json_str(&mut errors, v, "currency", "value.currency").map(Cow::Borrowed),
-            ),
+            Some(serde_json::Value::Object(v)) => {
+                let amount = json_f64(&mut errors, v, "amount", "value.amount");
+                let currency =
+                    json_str(&mut errors, v, "currency", "value.currency").map(Cow::Borrowed);
+                if amount.is_none()
+                    && currency.is_none()
+                    && !errors.has_field("value.amount")
+                    && !errors.has_field("value.currency")
+                {
+                    errors.push("value", "must have amount and currency, or be null");
+                }
+                (amount, currency)
+            }
             Some(_) => {
                 errors.push("value", "must be an object with amount and currency");
                 (None, None)
@@ -350,8 +379,8 @@ impl<'a> RawInteraction<'a> {
         if let Some(id) = &self.id {
             if id.trim().is_empty() {
                 errors.push("id", "must not be empty when given");
-            } else if id.len() > MAX_ID_LEN {
-                errors.push("id", format!("must be at most {MAX_ID_LEN} bytes"));
+            } else if crate::validation::longer_than(id, MAX_ID_LEN) {
+                errors.push("id", format!("must be at most {MAX_ID_LEN} characters"));
             }
         }
         let kind = match self.kind.as_deref() {
@@ -694,6 +723,30 @@ mod tests {
             );
             assert!(Interaction::from_json_text("not json").is_none());
         }
+    }
+
+    /// What the OpenAPI document says of a value: an empty `value` is not
+    /// one (amount and currency, or null), and a whole number written
+    /// `7.0` is the id 7, on both reading paths.
+    #[test]
+    fn an_empty_value_is_refused_and_whole_floats_are_ids() {
+        let mut v = valid();
+        v["value"] = json!({});
+        let text = v.to_string();
+        for read in [
+            Interaction::from_json(&v),
+            Interaction::from_json_text(&text).unwrap_or_else(|| Interaction::from_json(&v)),
+        ] {
+            let errors = read.expect_err("value {} is refused");
+            assert_eq!(errors.errors()[0].field, "value", "{errors}");
+        }
+        v["value"] = serde_json::Value::Null;
+        assert!(Interaction::from_json(&v).is_ok(), "null is no value");
+        v["actor"]["id"] = json!(7.0);
+        assert_eq!(Interaction::from_json(&v).unwrap().user_id(), "7");
+        v["actor"]["id"] = json!(7.5);
+        let errors = Interaction::from_json(&v).expect_err("7.5 is no id");
+        assert_eq!(errors.errors()[0].field, "actor.id");
     }
 
     #[test]

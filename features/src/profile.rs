@@ -6,11 +6,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::user::LifeStage;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileAbout {
     /// Declared at registration; never inferred.
     pub gender: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 5))]
     pub spending_class: Option<u8>,
     /// From declared data by the fixed rules.
     pub real_life_stage: Option<LifeStage>,
@@ -18,6 +20,7 @@ pub struct ProfileAbout {
     pub acting_life_stage: Option<LifeStage>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileConfidence {
@@ -27,6 +30,7 @@ pub struct ProfileConfidence {
     pub acting_life_stage: Option<f64>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Profile {

@@ -74,6 +74,7 @@ pub struct DataFingerprint {
 }
 
 /// One trained (or skipped) model in a version.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelEntry {
     /// `spendingClass`, `actingLifeStage` or `topics`.

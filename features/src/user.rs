@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::validation::{json_id, json_str, ValidationErrors};
 
 /// Life-stage vocabulary, shared by declared rules, labels and models.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LifeStage {
@@ -66,6 +67,7 @@ impl fmt::Display for LifeStage {
     }
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MaritalStatus {
@@ -101,25 +103,34 @@ impl MaritalStatus {
 }
 
 /// A registration (`POST /v1/users`), validated.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRegistration {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(required = false, schema_with = crate::validation::optional_id_schema))]
     pub user_id: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(format = Email, max_length = 254))]
     pub email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 200))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 32))]
     pub gender: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1900))]
     pub birth_year: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 20))]
     pub adults: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(maximum = 20))]
     pub kids: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marital_status: Option<MaritalStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 32))]
     pub income_band: Option<String>,
 }
 
@@ -141,8 +152,13 @@ impl UserRegistration {
         };
         let user_id = json_id(&mut errors, obj, "userId", "userId").map(|id| id.into_owned());
         if let Some(id) = &user_id {
-            if id.trim().is_empty() || id.len() > crate::interaction::MAX_ID_LEN {
-                errors.push("userId", "must be 1 to 256 bytes when given");
+            if id.trim().is_empty()
+                || crate::validation::longer_than(id, crate::interaction::MAX_ID_LEN)
+            {
+                errors.push(
+                    "userId",
+                    "must be 1 to 256 characters, not blank, when given",
+                );
             }
         }
         let email = json_str(&mut errors, obj, "email", "email").map(str::trim);
@@ -180,7 +196,7 @@ impl UserRegistration {
         let mut int = |key: &str, lo: i64, hi: i64| -> Option<i64> {
             match obj.get(key) {
                 None | Some(serde_json::Value::Null) => None,
-                Some(serde_json::Value::Number(n)) => match n.as_i64() {
+                Some(serde_json::Value::Number(n)) => match crate::validation::whole(n) {
                     Some(v) if (lo..=hi).contains(&v) => Some(v),
                     _ => {
                         errors.push(key, format!("must be a whole number from {lo} to {hi}"));
@@ -249,6 +265,22 @@ pub fn is_valid_email(email: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn whole_numbers_written_as_floats_are_accepted() {
+        let r = UserRegistration::from_json(
+            &json!({"email": "a@b.co", "adults": 3.0, "kids": 1e0, "birthYear": 1990.0}),
+            2026,
+        )
+        .expect("whole numbers");
+        assert_eq!(
+            (r.adults, r.kids, r.birth_year),
+            (Some(3), Some(1), Some(1990))
+        );
+        let errors = UserRegistration::from_json(&json!({"email": "a@b.co", "kids": 1.5}), 2026)
+            .expect_err("1.5 kids");
+        assert_eq!(errors.errors()[0].field, "kids");
+    }
 
     #[test]
     fn life_stage_rules_follow_the_spec_boundaries() {

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// One problem with one field, e.g. `target.id: must not be empty`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
@@ -82,8 +83,8 @@ pub(crate) fn check_text(
     match value {
         None => errors.push(field, "is required"),
         Some(v) if v.trim().is_empty() => errors.push(field, "must not be empty"),
-        Some(v) if v.len() > max_len => {
-            errors.push(field, format!("must be at most {max_len} bytes"))
+        Some(v) if longer_than(v, max_len) => {
+            errors.push(field, format!("must be at most {max_len} characters"))
         }
         Some(_) => {}
     }
@@ -134,14 +135,87 @@ pub(crate) fn json_id<'a>(
     match obj.get(key) {
         None | Some(serde_json::Value::Null) => None,
         Some(serde_json::Value::String(s)) => Some(std::borrow::Cow::Borrowed(s)),
-        Some(serde_json::Value::Number(n)) if n.is_u64() || n.is_i64() => {
-            Some(std::borrow::Cow::Owned(n.to_string()))
-        }
+        // JSON has one number type: `7.0` is the whole number 7 too. Beyond
+        // ±2^53 many JSON readers (JavaScript's among them) round numbers, so
+        // an id that large must be sent as a string.
+        Some(serde_json::Value::Number(n)) => match whole(n) {
+            Some(i) if i.unsigned_abs() <= MAX_NUMERIC_ID => {
+                Some(std::borrow::Cow::Owned(i.to_string()))
+            }
+            _ => {
+                errors.push(path, "must be a string, or a whole number within ±2^53");
+                None
+            }
+        },
         Some(_) => {
             errors.push(path, "must be a string");
             None
         }
     }
+}
+
+/// Whether a text has more than `max` characters (code points, as JSON
+/// Schema's `maxLength` counts them).
+pub fn longer_than(text: &str, max: usize) -> bool {
+    // A text of at most `max` bytes has at most `max` characters.
+    text.len() > max && text.chars().count() > max
+}
+
+/// Largest magnitude of an id given as a JSON number: 2^53.
+pub const MAX_NUMERIC_ID: u64 = 1 << 53;
+
+/// A number that is whole and within `i64`, written as an integer or not
+/// (`7`, `7.0`, `7e0`).
+pub fn whole(n: &serde_json::Number) -> Option<i64> {
+    if let Some(i) = n.as_i64() {
+        return Some(i);
+    }
+    let f = n.as_f64()?;
+    // 2^63 itself is not an i64.
+    (f.fract() == 0.0 && f >= -(2f64.powi(63)) && f < 2f64.powi(63)).then_some(f as i64)
+}
+
+/// A JSON Schema pattern for "not blank": some character that is not
+/// whitespace to Rust's `trim` (the validators' rule). ECMA's `\s` misses
+/// U+0085 and counts U+FEFF, which `trim` does the other way round.
+#[cfg(feature = "openapi")]
+pub const NOT_BLANK: &str = r"[^\s\u0085]|\uFEFF";
+
+/// The OpenAPI schema of an id field: a non-blank string of at most 256
+/// bytes, or a whole number within ±2^53 (the seed's numeric ids, stored as strings; see
+/// [`json_id`]).
+#[cfg(feature = "openapi")]
+pub fn id_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(crate::interaction::MAX_ID_LEN))
+                .pattern(Some(NOT_BLANK)),
+        )
+        // Integers JSON readers keep exactly (within ±2^53).
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(-(MAX_NUMERIC_ID as i64)))
+                .maximum(Some(MAX_NUMERIC_ID as i64)),
+        )
+        .build()
+        .into()
+}
+
+/// [`id_schema`] or `null` (absent): the id of an interaction, the userId
+/// of a registration.
+#[cfg(feature = "openapi")]
+pub fn optional_id_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new()
+        .item(id_schema())
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .build()
+        .into()
 }
 
 /// How many example rows (or batch indices) a [`ProblemSummary`] keeps per
@@ -150,6 +224,7 @@ pub const MAX_EXAMPLES: usize = 3;
 
 /// One kind of problem: a field and a reason, how many rows had it and the
 /// first few of them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProblemGroup {

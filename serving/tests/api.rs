@@ -1434,8 +1434,9 @@ async fn events_service_lists_filters_pages_and_deletes(backend: Backend) {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 4);
-    let (s, _) = app.get_json("/v1/events?cursor=zz").await;
-    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, v) = app.get_json("/v1/events?cursor=zz").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"]["details"][0]["field"], "cursor", "{v}");
     let future = "2999-01-01T00:00:00Z";
     let (_, none) = app.get_json(&format!("/v1/events?from={future}")).await;
     assert!(none["items"].as_array().unwrap().is_empty());
@@ -1774,7 +1775,8 @@ async fn broken_artifacts_are_refused_and_the_old_model_serves(backend: Backend)
             .post_json(&format!("/v1/models/{version}/promote"), &json!({}))
             .await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
-        let message = v["error"]["details"]["model"].as_str().unwrap();
+        assert_eq!(v["error"]["details"][0]["field"], "model", "{v}");
+        let message = v["error"]["details"][0]["message"].as_str().unwrap();
         assert!(message.contains(reason), "{version}: {message}");
     }
     let (s, _) = app

@@ -2,31 +2,32 @@
 //! /v1/events/{id}`. Interactions are events too (`interaction.recorded`):
 //! they are listed from the log, and deleting one recomputes its user.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use features::{Interaction, NewEvent};
-use serde_json::{json, Value};
+use features::{Event, Interaction, NewEvent};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::ingest::json_request;
+use super::query::{ApiQuery, Instant, Limit};
 use super::{page, AppState};
 use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
 use crate::store::{event_user, EventCursor, EventFilter, EventRecord, INTERACTION_RECORDED};
 
 #[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = String, description = "{type, payload}; an interaction.recorded payload is ingested as an interaction"),
-    responses((status = 201, description = "The stored event with id and receivedAt"),
+    request_body(content = NewEvent, description = "An interaction.recorded payload is ingested as an interaction"),
+    responses((status = 201, body = Event, description = "The stored event with id and receivedAt"),
+        (status = 200, body = Event, description = "An interaction.recorded already stored: the stored one"),
         (status = 422, description = "Invalid fields, each named")))]
 pub async fn post(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Event>)> {
     let value = json_request(&headers, body, "POST /v1/events")?;
     let new = NewEvent::from_json(&value).map_err(|e| AppError::invalid(&e))?;
     if new.kind == INTERACTION_RECORDED {
@@ -48,7 +49,7 @@ pub async fn post(
         } else {
             StatusCode::CREATED
         };
-        return Ok((status, Json(json!(stored.event))));
+        return Ok((status, Json(stored.event)));
     }
     let event = new_event(&new.kind, new.payload);
     let record = EventRecord {
@@ -57,72 +58,105 @@ pub async fn post(
     };
     state.store.insert_event(&record).await?;
     state.bus.publish(event.clone());
-    Ok((StatusCode::CREATED, Json(json!(event))))
+    Ok((StatusCode::CREATED, Json(event)))
 }
 
-fn time_param(query: &HashMap<String, String>, name: &str) -> ApiResult<Option<i64>> {
-    query
-        .get(name)
-        .map(|s| {
-            chrono::DateTime::parse_from_rfc3339(s)
-                .map(|t| t.timestamp_micros())
-                .map_err(|e| {
-                    AppError::Invalid(
-                        json!([{"field": name, "message": format!("not RFC 3339: {e}")}]),
-                    )
-                })
-        })
-        .transpose()
+/// Filters of `GET /v1/events`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+pub struct EventListQuery {
+    /// Events of this type only, e.g. `user.registered`.
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    /// Events concerning this user only.
+    user_id: Option<String>,
+    /// receivedAt at or after this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    from: Option<Instant>,
+    /// receivedAt before this instant (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
+    to: Option<Instant>,
+    /// Events per page, 1–1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<Limit>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/events", tag = "events",
-    params(("type" = Option<String>, Query), ("userId" = Option<String>, Query),
-        ("from" = Option<String>, Query, description = "receivedAt ≥ (RFC 3339)"),
-        ("to" = Option<String>, Query, description = "receivedAt < (RFC 3339)"),
-        ("limit" = Option<usize>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, description = "{items, nextCursor}, oldest first")))]
+/// A page of `GET /v1/events`, oldest first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EventPage {
+    pub items: Vec<Event>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+/// A deleted event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventDeleted {
+    pub id: String,
+    pub deleted: bool,
+    /// For an interaction: the user whose features were recomputed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recomputed: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/events", tag = "events", params(EventListQuery),
+    responses((status = 200, body = EventPage, description = "Matching events, oldest first"),
+        (status = 422, description = "A parameter is invalid; details name it")))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let limit = page::limit(&query)?;
-    let after: EventCursor = page::after(&query)?.unwrap_or_default();
+    ApiQuery(query): ApiQuery<EventListQuery>,
+) -> ApiResult<Json<EventPage>> {
+    let limit = Limit::or_default(query.limit);
+    let after: EventCursor = page::after(query.cursor.as_deref())?.unwrap_or_default();
     let filter = EventFilter {
-        kind: query.get("type").cloned(),
-        user_id: query.get("userId").cloned(),
-        from_micros: time_param(&query, "from")?,
-        to_micros: time_param(&query, "to")?,
+        kind: query.kind,
+        user_id: query.user_id,
+        from_micros: query.from.map(|t| t.0),
+        to_micros: query.to.map(|t| t.0),
         after,
         limit,
     };
     let (items, next) = state.store.list_events(&filter).await?;
-    let next = page::next(items.len(), limit, Some(next));
-    Ok(Json(json!({"items": items, "nextCursor": next})))
+    let next_cursor = page::next(items.len(), limit, Some(next));
+    Ok(Json(EventPage { items, next_cursor }))
 }
 
 #[utoipa::path(get, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)),
-    responses((status = 200, description = "The event"), (status = 404, description = "No such event")))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    responses((status = 200, body = Event, description = "The event"),
+        (status = 404, description = "No such event")))]
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Event>> {
     let record = state
         .store
         .event(&id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("event {id}")))?;
-    Ok(Json(json!(record.event)))
+    Ok(Json(record.event))
 }
 
 #[utoipa::path(delete, path = "/v1/events/{id}", tag = "events", params(("id" = String, Path)),
-    responses((status = 200, description = "Deleted; for an interaction, its user's features are recomputed"),
+    responses((status = 200, body = EventDeleted, description = "Deleted; for an interaction, its user's features are recomputed"),
         (status = 404, description = "No such event")))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<EventDeleted>> {
     if state.store.delete_event(&id).await? {
-        return Ok(Json(json!({"id": id, "deleted": true})));
+        return Ok(Json(EventDeleted {
+            id,
+            deleted: true,
+            recomputed: None,
+        }));
     }
     match state.pipeline.delete_interaction(id.clone()).await? {
-        Some(user) => Ok(Json(json!({"id": id, "deleted": true, "recomputed": user}))),
+        Some(user) => Ok(Json(EventDeleted {
+            id,
+            deleted: true,
+            recomputed: Some(user),
+        })),
         None => Err(AppError::NotFound(format!("event {id}"))),
     }
 }

@@ -7,13 +7,14 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use features::validation::{ProblemGroup, ProblemSummary};
-use features::{Interaction, Profile, ValidationErrors};
-use serde::Serialize;
-use serde_json::{json, Value};
+use features::{FieldError, Interaction, Profile, ValidationErrors};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::AppState;
 use crate::engine::now_micros;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorDetails};
 
 /// How a body is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -127,10 +128,12 @@ fn item_of_line(line: &str) -> Result<Interaction, ValidationErrors> {
     })
 }
 
-#[derive(Debug, Serialize)]
-pub(crate) struct Rejected {
+/// One rejected item of a batch.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rejected {
+    /// Its place in the body, from 0.
     pub index: usize,
-    pub errors: Value,
+    pub errors: Vec<FieldError>,
 }
 
 /// Most rejected items an answer lists one by one; beyond them (a bulk
@@ -141,11 +144,14 @@ pub const MAX_LISTED_REJECTIONS: usize = 100;
 /// The rejected items of a batch: the first [`MAX_LISTED_REJECTIONS`] by
 /// index, how many there were, and all of them grouped by field and reason
 /// with counts and example indices.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub(crate) struct Rejections {
+pub struct Rejections {
+    /// The first 100 rejected items, by index.
     rejected: Vec<Rejected>,
+    /// How many items were rejected in all.
     rejected_count: usize,
+    /// All of them grouped by field and reason.
     rejected_summary: Vec<ProblemGroup>,
 }
 
@@ -156,7 +162,7 @@ impl Rejections {
         if self.rejected.len() < MAX_LISTED_REJECTIONS {
             self.rejected.push(Rejected {
                 index,
-                errors: json!(errors),
+                errors: errors.errors().to_vec(),
             });
         }
     }
@@ -184,11 +190,13 @@ fn validate(
     (good, bad)
 }
 
-#[derive(Debug, Serialize)]
+/// The answer to a batch, given once the accepted items are durable.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct IngestAnswer {
+    /// Items stored now.
     accepted: usize,
+    /// Items stored before (the same id): not stored again.
     duplicates: usize,
-    /// `rejected` (the first 100 by index), `rejectedCount`, `rejectedSummary`.
     #[serde(flatten)]
     rejections: Rejections,
     /// Ids of the items in body order (`null` for rejected ones): derived ids
@@ -196,13 +204,47 @@ pub struct IngestAnswer {
     ids: Vec<Option<String>>,
 }
 
+/// A JSON body of `POST /v1/interactions`: one interaction or a list of
+/// them (NDJSON carries one per line).
+// The OpenAPI shape only: handlers validate item by item, so that each bad
+// one is reported by its index while the good ones are kept.
+#[expect(dead_code, reason = "a schema; bodies are validated item by item")]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum InteractionBody {
+    One(Box<Interaction>),
+    Many(Vec<Interaction>),
+}
+
+/// The body of `POST /v1/score`: a history, with whom and when it is scored
+/// for, or a bare list of interactions.
+#[expect(dead_code, reason = "a schema; bodies are validated item by item")]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ScoreRequest {
+    History {
+        /// Defaults to the first interaction's actor.
+        #[serde(rename = "userId")]
+        #[schema(schema_with = features::validation::optional_id_schema)]
+        user_id: Option<String>,
+        /// The instant to score at (RFC 3339); defaults to now, or the
+        /// latest interaction when that is later.
+        #[serde(rename = "asOf")]
+        #[schema(format = DateTime, pattern = r"^(19[7-9][0-9]|[2-9][0-9]{3})-")]
+        as_of: Option<String>,
+        interactions: Vec<Interaction>,
+    },
+    Bare(Vec<Interaction>),
+}
+
 #[utoipa::path(post, path = "/v1/interactions", tag = "interactions",
-    request_body(content = String, description = "One interaction (JSON object), a JSON array, or NDJSON (application/x-ndjson)"),
+    request_body(content(
+        (InteractionBody = "application/json"),
+        (String = "application/x-ndjson"),
+    ), description = "One interaction, a JSON array, or NDJSON: one interaction per line"),
     responses(
-        (status = 200, description = "{accepted, duplicates, rejected: [{index, errors}] (the first 100), rejectedCount, rejectedSummary: [{field, reason, count, examples, exampleMessage}], ids}; answered after the accepted ones are durable"),
-        (status = 400, description = "Body is not JSON"), (status = 413, description = "Body too large"),
-        (status = 415, description = "Wrong content type"), (status = 422, description = "Every item is invalid"),
-        (status = 503, description = "Overloaded; see Retry-After"),
+        (status = 200, body = IngestAnswer, description = "The good items are durable; bad ones are listed by index"),
+        (status = 422, description = "Every item is invalid"),
     ))]
 pub async fn post_interactions(
     State(state): State<AppState>,
@@ -220,14 +262,16 @@ pub async fn post_interactions(
         .inc_by(rejections.rejected_count as u64);
     if good.is_empty() && !rejections.is_empty() {
         let details = if single {
-            rejections
-                .rejected
-                .into_iter()
-                .next()
-                .map(|r| r.errors)
-                .unwrap_or_default()
+            ErrorDetails::Fields(
+                rejections
+                    .rejected
+                    .into_iter()
+                    .next()
+                    .map(|r| r.errors)
+                    .unwrap_or_default(),
+            )
         } else {
-            json!(rejections)
+            ErrorDetails::Batch(Box::new(rejections))
         };
         return Err(AppError::Invalid(details));
     }
@@ -258,8 +302,8 @@ pub async fn post_interactions(
 }
 
 #[utoipa::path(post, path = "/v1/score", tag = "profiles",
-    request_body(content = String, description = "{userId?, asOf?, interactions: [...]} or a bare array of interactions"),
-    responses((status = 200, description = "The profile this history yields; nothing is stored"),
+    request_body(content = ScoreRequest),
+    responses((status = 200, body = Profile, description = "The profile this history yields; nothing is stored"),
         (status = 422, description = "Invalid interactions, by index")))]
 pub async fn score(
     State(state): State<AppState>,
@@ -273,40 +317,60 @@ pub async fn score(
             let list = match obj.remove("interactions") {
                 Some(Value::Array(list)) => list,
                 _ => {
-                    return Err(AppError::Invalid(json!([
-                        {"field": "interactions", "message": "is required: an array of interactions"}
-                    ])))
+                    return Err(AppError::invalid_field(
+                        "interactions",
+                        "is required: an array of interactions",
+                    ))
                 }
             };
             let as_of = match obj.get("asOf") {
                 None | Some(Value::Null) => None,
                 Some(Value::String(s)) => Some(
                     chrono::DateTime::parse_from_rfc3339(s)
-                        .map_err(|e| {
-                            AppError::Invalid(
-                                json!([{"field": "asOf", "message": format!("not RFC 3339: {e}")}]),
-                            )
-                        })?
+                        .map_err(|e| AppError::invalid_field("asOf", format!("not RFC 3339: {e}")))?
                         .timestamp_micros(),
                 ),
                 Some(_) => {
-                    return Err(AppError::Invalid(json!([
-                        {"field": "asOf", "message": "must be an RFC 3339 string"}
-                    ])))
+                    return Err(AppError::invalid_field(
+                        "asOf",
+                        "must be an RFC 3339 string",
+                    ))
                 }
             };
-            let user = obj.get("userId").and_then(Value::as_str).map(str::to_owned);
+            let user = match obj.get("userId") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Number(n))
+                    if features::validation::whole(n).is_some_and(|i| {
+                        i.unsigned_abs() <= features::validation::MAX_NUMERIC_ID
+                    }) =>
+                {
+                    features::validation::whole(n).map(|n| n.to_string())
+                }
+                Some(_) => return Err(AppError::invalid_field("userId", "must be a string")),
+            };
+            if let Some(id) = &user {
+                if id.trim().is_empty()
+                    || features::validation::longer_than(id, features::interaction::MAX_ID_LEN)
+                {
+                    return Err(AppError::invalid_field(
+                        "userId",
+                        "must be 1 to 256 characters, not blank",
+                    ));
+                }
+            }
             (user, as_of, list)
         }
         _ => {
-            return Err(AppError::Invalid(json!([
-                {"field": "$", "message": "must be an object with interactions, or an array"}
-            ])))
+            return Err(AppError::invalid_field(
+                "$",
+                "must be an object with interactions, or an array",
+            ))
         }
     };
     let (good, rejections) = validate(list.iter().map(Interaction::from_json).collect());
     if !rejections.is_empty() {
-        return Err(AppError::Invalid(json!(rejections)));
+        return Err(AppError::Invalid(ErrorDetails::Batch(Box::new(rejections))));
     }
     let history: Vec<Interaction> = good.into_iter().map(|(_, i)| i).collect();
     let user_id = user_id

@@ -2,10 +2,11 @@
 //! drive it without a socket; `startup` adds the socket and shutdown.
 
 mod events;
-mod ingest;
+pub(crate) mod ingest;
 pub mod models;
 mod ops;
 mod profiles;
+pub mod query;
 mod users;
 
 use std::sync::Arc;
@@ -129,41 +130,26 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Paging of list endpoints: `limit` (1–1000, default 100) and an opaque
+/// Paging of list endpoints: `limit` ([`query::Limit`]) and an opaque
 /// `cursor` (hex of the JSON of the last position returned).
 pub(crate) mod page {
-    use std::collections::HashMap;
-
     use serde::de::DeserializeOwned;
     use serde::Serialize;
-    use serde_json::json;
 
     use crate::error::AppError;
 
-    pub const DEFAULT_LIMIT: usize = 100;
-    pub const MAX_LIMIT: usize = 1000;
-
-    /// The `limit` query parameter, or 422 naming it.
-    pub fn limit(query: &HashMap<String, String>) -> Result<usize, AppError> {
-        let Some(text) = query.get("limit") else {
-            return Ok(DEFAULT_LIMIT);
-        };
-        match text.parse::<usize>() {
-            Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-            _ => Err(AppError::Invalid(json!([{"field": "limit",
-                "message": format!("must be 1 to {MAX_LIMIT}, got {text:?}")}]))),
-        }
-    }
-
-    /// The position the `cursor` query parameter names, if given.
-    pub fn after<T: DeserializeOwned>(
-        query: &HashMap<String, String>,
-    ) -> Result<Option<T>, AppError> {
-        let Some(cursor) = query.get("cursor") else {
+    /// The position a `cursor` names, if one is given.
+    pub fn after<T: DeserializeOwned>(cursor: Option<&str>) -> Result<Option<T>, AppError> {
+        // `?cursor=` (a form's empty field) is the first page.
+        let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
             return Ok(None);
         };
-        let bad =
-            || AppError::Malformed(format!("cursor {cursor:?} is not one this service issued"));
+        let bad = || {
+            AppError::invalid_field(
+                "cursor",
+                format!("{cursor:?} is not a cursor this service issued"),
+            )
+        };
         let bytes = hex::decode(cursor).map_err(|_| bad())?;
         serde_json::from_slice(&bytes).map(Some).map_err(|_| bad())
     }

@@ -1,38 +1,68 @@
 //! Registration (the seed's user service): `POST/GET /v1/users`,
 //! `GET/DELETE /v1/users/{id}`. Deleting erases every row of the user.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::Datelike;
-use features::UserRegistration;
-use serde_json::{json, Value};
+use features::{Profile, UserRegistration};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::ingest::json_request;
+use super::query::{ApiQuery, Limit};
 use super::{page, AppState};
 use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
 use crate::pipeline::user_event;
-use crate::store::UserRecord;
+use crate::store::{Erasure, UserRecord};
 
-fn user_json(record: &UserRecord) -> Value {
-    json!(record)
+/// A registration's answer: the user as saved and the profile it starts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Registered {
+    pub user: UserRecord,
+    pub profile: Profile,
+}
+
+/// A page of `GET /v1/users`, by userId.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPage {
+    pub items: Vec<UserRecord>,
+    /// Pass as `cursor` for the next page; `null` on the last one.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserListQuery {
+    /// Users per page, 1–1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<Limit>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// What erasing a user removed.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Erased {
+    pub user_id: String,
+    pub removed: Erasure,
 }
 
 #[utoipa::path(post, path = "/v1/users", tag = "users",
-    request_body(content = String, description = "{userId?, email, name?, gender?, birthYear?, adults?, kids?, maritalStatus?, incomeBand?}"),
-    responses((status = 201, description = "{user, profile}: saved, user.registered emitted, profile created"),
+    request_body(content = UserRegistration, description = "userId is assigned when absent; the e-mail must be unique"),
+    responses((status = 201, body = Registered, description = "Saved, user.registered emitted, profile created"),
         (status = 409, description = "userId or email already registered"),
         (status = 422, description = "Invalid fields, each named")))]
 pub async fn register(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Registered>)> {
     let value = json_request(&headers, body, "POST /v1/users")?;
     let now = crate::bus::now();
     let mut registration =
@@ -45,56 +75,62 @@ pub async fn register(
         registration,
         created_at: now,
     };
-    let event = user_event(new_event("user.registered", user_json(&record)), &user_id);
+    let payload = serde_json::to_value(&record).map_err(|e| AppError::Internal(e.to_string()))?;
+    let event = user_event(new_event("user.registered", payload), &user_id);
     let profile = state.pipeline.register(record.clone(), event).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"user": user_json(&record), "profile": profile})),
+        Json(Registered {
+            user: record,
+            profile,
+        }),
     ))
 }
 
-#[utoipa::path(get, path = "/v1/users", tag = "users",
-    params(("limit" = Option<usize>, Query, description = "1–1000, default 100"),
-        ("cursor" = Option<String>, Query, description = "nextCursor of the previous page")),
-    responses((status = 200, description = "{items, nextCursor}")))]
+#[utoipa::path(get, path = "/v1/users", tag = "users", params(UserListQuery),
+    responses((status = 200, body = UserPage, description = "Registered users by userId"),
+        (status = 422, description = "A parameter is invalid; details name it")))]
 pub async fn list(
     State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
-    let limit = page::limit(&query)?;
-    let after: Option<String> = page::after(&query)?;
+    ApiQuery(query): ApiQuery<UserListQuery>,
+) -> ApiResult<Json<UserPage>> {
+    let limit = Limit::or_default(query.limit);
+    let after: Option<String> = page::after(query.cursor.as_deref())?;
     let users = state.store.list_users(after.as_deref(), limit).await?;
-    let next = page::next(users.len(), limit, users.last().map(|u| u.user_id()));
-    let items: Vec<Value> = users.iter().map(user_json).collect();
-    Ok(Json(json!({"items": items, "nextCursor": next})))
+    let next_cursor = page::next(users.len(), limit, users.last().map(|u| u.user_id()));
+    Ok(Json(UserPage {
+        items: users,
+        next_cursor,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path)),
-    responses((status = 200, description = "The registration"), (status = 404, description = "No such user")))]
+    responses((status = 200, body = UserRecord, description = "The registration"),
+        (status = 404, description = "No such user")))]
 pub async fn get(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UserRecord>> {
     let user = state
         .store
         .user(&user_id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("user {user_id}")))?;
-    Ok(Json(user_json(&user)))
+    Ok(Json(user))
 }
 
 #[utoipa::path(delete, path = "/v1/users/{user_id}", tag = "users",
     params(("user_id" = String, Path)),
-    responses((status = 200, description = "{userId, removed: {user, interactions, events, profiles}}: every row of the user erased"),
+    responses((status = 200, body = Erased, description = "Every row of the user erased"),
         (status = 404, description = "Nothing stored for this user")))]
 pub async fn erase(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Erased>> {
     let removed = state.pipeline.erase(user_id.clone()).await?;
     if removed.is_empty() {
         return Err(AppError::NotFound(format!("user {user_id}")));
     }
-    Ok(Json(json!({"userId": user_id, "removed": removed})))
+    Ok(Json(Erased { user_id, removed }))
 }

@@ -49,13 +49,14 @@ pub const INTERACTION_RECORDED: &str = "interaction.recorded";
 pub type Appended = Option<i64>;
 
 /// A registered user.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserRecord {
     /// `registration.user_id` is always set (given or assigned).
     #[serde(flatten)]
     pub registration: UserRegistration,
     #[serde(with = "features::interaction::rfc3339_micros")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
 }
 
@@ -103,7 +104,7 @@ pub struct ProfileFilter {
 }
 
 /// What erasing a user removed, by kind of row.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Erasure {
     pub user: u64,

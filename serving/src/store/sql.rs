@@ -1307,6 +1307,9 @@ fn postgres_not_up_yet(error: &sqlx::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+    use std::time::Duration;
+
     use super::numbered;
 
     #[test]
