@@ -44,7 +44,8 @@ export MICRO_PORT=$(free_port)
 export SMTP_UI_PORT=$(free_port)
 project="micro-compose-test-$$"
 base="http://127.0.0.1:$MICRO_PORT"
-failures=0
+# ok, fail, check and the $failures count.
+source docker/checks.sh
 run() { "${compose[@]}" -p "$project" -f docker/compose.yaml "$@"; }
 # podman-compose names containers <project>_<service>_1, docker compose
 # <project>-<service>-1.
@@ -64,13 +65,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; failures=$((failures + 1)); }
-check() { # check <description> <command...>
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else fail "$what"; fi
-}
 json() { python3 -c "import json, sys; d = json.load(sys.stdin); print($1)"; }
 # wait_for <seconds> <command...>: until the command succeeds.
 wait_for() {

@@ -25,7 +25,8 @@ models_volume="$run_id-models"
 world_volume="$run_id-world"
 data2_volume="$run_id-data2"
 containers=()
-failures=0
+# ok, fail, check and the $failures count.
+source docker/checks.sh
 
 cleanup() {
   for c in "${containers[@]}"; do podman rm -f -t 5 "$c" >/dev/null 2>&1 || true; done
@@ -35,13 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { echo "ok   $*"; }
-fail() { echo "FAIL $*" >&2; failures=$((failures + 1)); }
-check() { # check <description> <command...>
-  local what=$1
-  shift
-  if "$@"; then ok "$what"; else fail "$what"; fi
-}
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'

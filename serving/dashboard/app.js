@@ -3,10 +3,15 @@
 // origin, or to the one named by `?api=http://host:port` (CORS).
 
 // ---------------------------------------------------------------------------
-// Vocabularies (SPEC §2, features/src/*.rs)
+// Vocabularies: the values come from the API's OpenAPI document (its enums,
+// read once at start by loadVocabularies), so the dashboard offers what the
+// service accepts; only their display names are kept here.
 // ---------------------------------------------------------------------------
 
-const LIFE_STAGES = ['young_adult', 'midlife_adult', 'young_family', 'mature_family', 'senior'];
+let LIFE_STAGES = [];
+let MARITAL_STATUSES = [];
+/** `[wire value, label]` of each interaction type. */
+let INTERACTION_TYPES = [];
 const LIFE_STAGE_LABELS = {
   young_adult: 'Young adult',
   midlife_adult: 'Midlife adult',
@@ -14,23 +19,16 @@ const LIFE_STAGE_LABELS = {
   mature_family: 'Mature family',
   senior: 'Senior',
 };
-const MARITAL_STATUSES = ['single', 'partnered', 'married', 'divorced', 'widowed'];
 const GENDERS = [['female', 'Female'], ['male', 'Male'], ['non_binary', 'Non-binary']];
 const INCOME_BANDS = ['<25k', '25-50k', '50-100k', '100-200k', '200k+'];
-// Correct spellings are accepted as aliases of the seed's wire values.
-const INTERACTION_TYPES = [
-  ['PURCHASE', 'Purchase'],
-  ['VIEW', 'View'],
-  ['SAVE', 'Save'],
-  ['INQUIRY', 'Inquiry'],
-  ['SHARE', 'Share'],
-];
+// The seed's wire values, and the correct spellings the API accepts as
+// aliases.
 const WIRE_TYPE_LABELS = {
   PURCHACE: 'Purchase', PURCHASE: 'Purchase', SAVE: 'Save', INQUERY: 'Inquiry',
   INQUIRY: 'Inquiry', VIEW: 'View', SHARE: 'Share',
 };
 const EVENT_TYPES = ['user.registered', 'user.updated', 'user.deleted', 'interaction.recorded', 'profile.updated'];
-const DEFAULT_VOCABULARIES = { spendingClass: ['1', '2', '3', '4', '5'], actingLifeStage: LIFE_STAGES };
+const DEFAULT_VOCABULARIES = { spendingClass: ['1', '2', '3', '4', '5'], actingLifeStage: [] };
 const METRIC_LABELS = { accuracy: 'Accuracy', macro_f1: 'Macro-F1', precision_at_3: 'Precision@3' };
 const PAGE_SIZES = [10, 25, 50, 100];
 
@@ -112,7 +110,23 @@ function fmtClock(d = new Date()) {
 }
 
 const pct = (x) => (typeof x === 'number' && Number.isFinite(x) ? `${(x * 100).toFixed(1)}%` : '—');
-const lifeStageLabel = (v) => (v ? LIFE_STAGE_LABELS[v] || v : null);
+const humanize = (v) => String(v).replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());
+const lifeStageLabel = (v) => (v ? LIFE_STAGE_LABELS[v] || humanize(v) : null);
+
+/** Reads the vocabularies from the enums of the API's OpenAPI document. */
+async function loadVocabularies() {
+  const doc = await api('/openapi.json');
+  const schemas = (doc && doc.components && doc.components.schemas) || {};
+  const values = (name) => {
+    const list = schemas[name] && schemas[name].enum;
+    if (!Array.isArray(list)) throw new Error(`the API's document has no ${name} values`);
+    return list.map(String);
+  };
+  LIFE_STAGES = values('LifeStage');
+  MARITAL_STATUSES = values('MaritalStatus');
+  INTERACTION_TYPES = values('InteractionType').map((v) => [v, WIRE_TYPE_LABELS[v] || humanize(v)]);
+  DEFAULT_VOCABULARIES.actingLifeStage = LIFE_STAGES;
+}
 const dash = (v) => (v === null || v === undefined || v === '' ? h('span', { class: 'muted' }, '—') : String(v));
 
 function lifeStageEl(v) {
@@ -502,7 +516,7 @@ function renderUsers(main, ctx) {
       field({ id: 'reg-birth-year', label: 'Birth year', type: 'number', field: 'birthYear', hint: `1900–${currentYear}`, attrs: { min: '1900', max: String(currentYear), step: '1', inputmode: 'numeric' } }),
       field({ id: 'reg-adults', label: 'Adults in household', type: 'number', field: 'adults', attrs: { min: '0', max: '20', step: '1', inputmode: 'numeric' } }),
       field({ id: 'reg-kids', label: 'Kids in household', type: 'number', field: 'kids', attrs: { min: '0', max: '20', step: '1', inputmode: 'numeric' } }),
-      field({ id: 'reg-marital', label: 'Marital status', type: 'select', field: 'maritalStatus', options: [['', 'Not declared'], ...MARITAL_STATUSES.map((m) => [m, m[0].toUpperCase() + m.slice(1)])] }),
+      field({ id: 'reg-marital', label: 'Marital status', type: 'select', field: 'maritalStatus', options: [['', 'Not declared'], ...MARITAL_STATUSES.map((m) => [m, humanize(m)])] }),
       field({ id: 'reg-income', label: 'Income band', type: 'select', field: 'incomeBand', options: [['', 'Not declared'], ...INCOME_BANDS.map((b) => [b, b])] })),
     h('div', { class: 'form-actions' },
       h('button', { type: 'submit', class: 'btn btn--primary', id: 'reg-submit' }, 'Register user'),
@@ -664,7 +678,7 @@ function renderProfiles(main, ctx, route) {
     realLifeStage: q.get('realLifeStage') || '',
     topic: q.get('topic') || '',
   };
-  const stageOptions = [['', 'Any'], ...LIFE_STAGES.map((l) => [l, LIFE_STAGE_LABELS[l]])];
+  const stageOptions = [['', 'Any'], ...LIFE_STAGES.map((l) => [l, lifeStageLabel(l)])];
   const form = h('form', { class: 'filters', role: 'search', 'aria-label': 'Filter profiles', novalidate: true },
     field({ id: 'pf-spending', label: 'Spending class', type: 'select', field: 'spendingClass', value: filters.spendingClass,
       options: [['', 'Any'], ['1', '1 · budget'], ['2', '2'], ['3', '3'], ['4', '4'], ['5', '5 · premium']] }),
@@ -1623,7 +1637,7 @@ function route() {
   firstRender = false;
 }
 
-function start() {
+async function start() {
   document.body.append(h('div', { id: 'live-region', class: 'visually-hidden', 'aria-live': 'polite', 'aria-atomic': 'true' }));
   const skip = document.querySelector('[data-skip]');
   if (skip) {
@@ -1638,6 +1652,11 @@ function start() {
     const note = document.getElementById('api-base-note');
     if (note) note.textContent = `API: ${API_BASE}`;
     // Keep ?api on every in-app link: links are hash-only, so it stays.
+  }
+  try {
+    await loadVocabularies();
+  } catch (e) {
+    setBanner(`Could not read the API's vocabularies: ${e && e.message ? e.message : e}`);
   }
   window.addEventListener('hashchange', route);
   if (!location.hash || !location.hash.startsWith('#/')) history.replaceState(null, '', `${location.pathname}${location.search}#/users`);

@@ -137,7 +137,10 @@ test('posted interactions update the open profile without a reload', { timeout: 
   await events.fill('#ix-user', state.userId);
 
   // A 422 answer puts its message next to the field it names.
-  await events.selectOption('#ix-type', 'PURCHASE');
+  // The types offered are the API's (its OpenAPI enum): the seed's wire values.
+  const offered = await events.$$eval('#ix-type option', (os) => os.map((o) => o.value));
+  assert.deepEqual(offered, ['PURCHACE', 'SAVE', 'INQUERY', 'VIEW', 'SHARE']);
+  await events.selectOption('#ix-type', { label: 'Purchase' });
   await events.fill('#ix-amount', '19.99');
   await events.fill('#ix-currency', '');
   await events.click('#ix-submit');
@@ -151,7 +154,7 @@ test('posted interactions update the open profile without a reload', { timeout: 
     { type: 'SAVE', label: 'Save' },
   ];
   for (const p of posts) {
-    await events.selectOption('#ix-type', p.type);
+    await events.selectOption('#ix-type', { label: p.label });
     await events.fill('#ix-amount', p.amount || '');
     await events.fill('#ix-currency', p.currency || '');
     await events.click('#ix-submit');
