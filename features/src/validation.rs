@@ -126,7 +126,7 @@ pub(crate) fn json_f64(
 
 /// Like [`json_str`] but integers become their decimal text: the seed's ids
 /// are numbers, and they are accepted and kept as strings.
-pub(crate) fn json_id<'a>(
+pub fn json_id<'a>(
     errors: &mut ValidationErrors,
     obj: &'a serde_json::Map<String, serde_json::Value>,
     key: &str,

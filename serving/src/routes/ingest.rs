@@ -337,18 +337,14 @@ pub async fn score(
                     ))
                 }
             };
-            let user = match obj.get("userId") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n))
-                    if features::validation::whole(n).is_some_and(|i| {
-                        i.unsigned_abs() <= features::validation::MAX_NUMERIC_ID
-                    }) =>
-                {
-                    features::validation::whole(n).map(|n| n.to_string())
-                }
-                Some(_) => return Err(AppError::invalid_field("userId", "must be a string")),
-            };
+            // The rules of a registration's userId (a string, or a whole
+            // number), read by the same function.
+            let mut errors = ValidationErrors::new();
+            let user = features::validation::json_id(&mut errors, &obj, "userId", "userId")
+                .map(|id| id.into_owned());
+            if !errors.is_empty() {
+                return Err(AppError::invalid(&errors));
+            }
             if let Some(id) = &user {
                 if id.trim().is_empty()
                     || features::validation::longer_than(id, features::interaction::MAX_ID_LEN)
