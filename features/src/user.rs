@@ -134,6 +134,19 @@ pub struct UserRegistration {
     pub income_band: Option<String>,
 }
 
+/// The fields a user declares, and may edit after registering (everything
+/// but the id).
+pub const DECLARED_FIELDS: [&str; 8] = [
+    "email",
+    "name",
+    "gender",
+    "birthYear",
+    "adults",
+    "kids",
+    "maritalStatus",
+    "incomeBand",
+];
+
 /// Earliest accepted birth year.
 pub const MIN_BIRTH_YEAR: i32 = 1900;
 /// Most adults or kids one household may declare.
@@ -223,6 +236,57 @@ impl UserRegistration {
             marital_status,
             income_band,
         })
+    }
+
+    /// This registration with a JSON merge patch (RFC 7396) applied: each
+    /// key sets its field, `null` removes it, absent keys keep theirs. The
+    /// result is validated like a registration (so an edit may not remove
+    /// the e-mail, nor set a birth year from the future). `userId` may only
+    /// repeat the id it has; keys that are not a user's fields are refused.
+    /// Returns the registration and the fields whose values changed.
+    pub fn patched(
+        &self,
+        patch: &serde_json::Map<String, serde_json::Value>,
+        current_year: i32,
+    ) -> Result<(UserRegistration, Vec<String>), ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        for key in patch.keys() {
+            if key == "userId" {
+                let given = json_id(&mut errors, patch, "userId", "userId");
+                if given.is_some_and(|id| Some(id.as_ref()) != self.user_id.as_deref()) {
+                    errors.push("userId", "cannot be changed");
+                }
+            } else if !DECLARED_FIELDS.contains(&key.as_str()) {
+                errors.push(
+                    key.as_str(),
+                    format!(
+                        "is not a field of a user (expected {})",
+                        DECLARED_FIELDS.join(", ")
+                    ),
+                );
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let before = serde_json::to_value(self).unwrap_or_default();
+        let mut merged = before.as_object().cloned().unwrap_or_default();
+        for (key, value) in patch.iter().filter(|(k, _)| *k != "userId") {
+            if value.is_null() {
+                merged.remove(key);
+            } else {
+                merged.insert(key.clone(), value.clone());
+            }
+        }
+        let updated =
+            UserRegistration::from_json(&serde_json::Value::Object(merged), current_year)?;
+        let after = serde_json::to_value(&updated).unwrap_or_default();
+        let changed = DECLARED_FIELDS
+            .into_iter()
+            .filter(|f| before.get(f) != after.get(f))
+            .map(str::to_owned)
+            .collect();
+        Ok((updated, changed))
     }
 
     /// The declared life stage as of `year` (SPEC §2.6 rules).
@@ -335,6 +399,55 @@ mod tests {
         let err = UserRegistration::from_json(&json!({"email": "a@b.co", "birthYear": 2027}), 2026)
             .expect_err("future birth year");
         assert!(err.has_field("birthYear"));
+    }
+
+    #[test]
+    fn a_patch_sets_removes_and_keeps_fields_and_says_which_changed() {
+        let user = UserRegistration::from_json(
+            &json!({"userId": "u1", "email": "ann@example.com", "name": "Ann", "birthYear": 1990,
+                    "kids": 0, "gender": "female"}),
+            2026,
+        )
+        .expect("valid");
+        let patch = json!({"kids": 2, "name": null, "gender": "female", "userId": "u1"});
+        let (updated, changed) = user
+            .patched(patch.as_object().expect("object"), 2026)
+            .expect("valid patch");
+        assert_eq!(updated.kids, Some(2));
+        assert_eq!(updated.name, None, "null removes");
+        assert_eq!(updated.email, "ann@example.com", "absent keeps");
+        assert_eq!(updated.user_id.as_deref(), Some("u1"));
+        assert_eq!(
+            changed,
+            vec!["name", "kids"],
+            "gender was set to what it was"
+        );
+        assert_eq!(updated.real_life_stage(2026), Some(LifeStage::YoungFamily));
+        let (same, changed) = user
+            .patched(&serde_json::Map::new(), 2026)
+            .expect("empty patch");
+        assert_eq!((same, changed), (user.clone(), Vec::<String>::new()));
+    }
+
+    #[test]
+    fn a_bad_patch_names_each_field_and_changes_nothing() {
+        let user = UserRegistration::from_json(&json!({"userId": "u1", "email": "a@b.co"}), 2026)
+            .expect("valid");
+        for (patch, field) in [
+            (json!({"email": null}), "email"),
+            (json!({"email": "nope"}), "email"),
+            (json!({"birthYear": 2030}), "birthYear"),
+            (json!({"kids": -1}), "kids"),
+            (json!({"maritalStatus": "complicated"}), "maritalStatus"),
+            (json!({"userId": "u2"}), "userId"),
+            (json!({"favouriteColour": "red"}), "favouriteColour"),
+        ] {
+            let err = user
+                .patched(patch.as_object().expect("object"), 2026)
+                .expect_err("invalid");
+            assert_eq!(err.errors().len(), 1, "{patch}: {err}");
+            assert!(err.has_field(field), "{patch}: {err}");
+        }
     }
 
     #[test]

@@ -28,7 +28,7 @@ use futures::StreamExt;
 use tokio::sync::watch;
 
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::store::Store;
+use crate::store::{Outbox, OutboxEvent};
 use crate::telemetry::Metrics;
 
 pub const INTERACTIONS_STREAM: &str = "MICRO_INTERACTIONS";
@@ -149,11 +149,11 @@ impl Broker {
     }
 
     /// Starts the consumer and the relay; both stop when `stop` turns true.
-    /// The store's outbox must be on ([`Store::set_outbox`]) from before
-    /// anything is written that should be published.
+    /// The outbox must be on ([`Outbox::set_outbox`]) from before anything
+    /// is written that should be published.
     pub fn start(
         &self,
-        store: Arc<dyn Store>,
+        outbox: Arc<dyn Outbox>,
         pipeline: Pipeline,
         metrics: Metrics,
         stop: watch::Receiver<bool>,
@@ -163,7 +163,7 @@ impl Broker {
                 self.clone()
                     .consume(pipeline, metrics.clone(), stop.clone()),
             ),
-            tokio::spawn(self.clone().relay(store, metrics, stop)),
+            tokio::spawn(self.clone().relay(outbox, metrics, stop)),
         ]
     }
 
@@ -307,7 +307,12 @@ impl Broker {
     /// Publishes the outbox in order; an event leaves the outbox only once
     /// JetStream acknowledged it. A failed round is re-sent whole (the
     /// stream drops the copies it already has, by `Nats-Msg-Id`).
-    async fn relay(self, store: Arc<dyn Store>, metrics: Metrics, mut stop: watch::Receiver<bool>) {
+    async fn relay(
+        self,
+        store: Arc<dyn Outbox>,
+        metrics: Metrics,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut ready = false;
         while !*stop.borrow() {
             if !ready {
@@ -358,7 +363,7 @@ impl Broker {
         }
     }
 
-    async fn publish_all(&self, batch: &[crate::store::OutboxEvent]) -> Result<(), BrokerError> {
+    async fn publish_all(&self, batch: &[OutboxEvent]) -> Result<(), BrokerError> {
         let mut acks = Vec::with_capacity(batch.len());
         for e in batch {
             let body = serde_json::to_vec(&e.event).map_err(nats)?;

@@ -14,8 +14,7 @@ use features::{Interaction, UserRegistration};
 use synthetic::{build_catalog, day_rows, declared_users, make_people, Person, World, WorldParams};
 use tokio::sync::watch;
 
-use crate::bus::new_event;
-use crate::pipeline::{user_event, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::store::{Store, UserRecord};
 use crate::telemetry::Metrics;
 
@@ -147,11 +146,7 @@ impl Demo {
                 created_at: chrono::DateTime::from_timestamp_micros(user.registered_at)
                     .unwrap_or_default(),
             };
-            let event = user_event(
-                new_event("user.registered", serde_json::json!(record)),
-                &user.user_id,
-            );
-            pipeline.register(record, event).await?;
+            pipeline.register(record).await?;
         }
         let mut ingested = 0;
         for day in 0..self.world_params.days {

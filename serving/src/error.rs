@@ -10,6 +10,7 @@ use features::{FieldError, ValidationErrors};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::models::ModelError;
 use crate::pipeline::PipelineError;
 use crate::routes::ingest::Rejections;
 use crate::store::StoreError;
@@ -166,6 +167,7 @@ impl From<PipelineError> for AppError {
             PipelineError::Overloaded { .. } => AppError::Overloaded(e.to_string()),
             PipelineError::TooLarge { .. } => AppError::TooLarge(e.to_string()),
             PipelineError::Closed => AppError::Unavailable(e.to_string()),
+            PipelineError::Invalid(errors) => AppError::invalid(&errors),
             PipelineError::Store(s) => s.into(),
         }
     }
@@ -182,6 +184,15 @@ impl From<RegistryError> for AppError {
             | RegistryError::SchemaMismatch { .. }
             | RegistryError::Manifest { .. } => AppError::invalid_field("model", e.to_string()),
             RegistryError::Io { .. } => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<ModelError> for AppError {
+    fn from(e: ModelError) -> Self {
+        match e {
+            ModelError::Registry(e) => e.into(),
+            ModelError::Stopped(_) => AppError::Internal(e.to_string()),
         }
     }
 }

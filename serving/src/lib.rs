@@ -10,6 +10,8 @@ pub mod dashboard;
 pub mod demo;
 pub mod engine;
 pub mod error;
+pub mod events;
+pub mod models;
 pub mod pipeline;
 pub mod routes;
 pub mod startup;

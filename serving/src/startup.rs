@@ -13,9 +13,10 @@ use crate::broker::{Broker, BrokerError};
 use crate::bus::{Bus, InProcessBus};
 use crate::config::Config;
 use crate::demo::{Demo, DemoParams};
-use crate::engine::{ActiveModel, Engine};
+use crate::engine::Engine;
+use crate::models::Models;
 use crate::pipeline::{Limits, Pipeline, Tasks};
-use crate::routes::{app, models::load_scorer, AppState, Shared, MODEL_NAME};
+use crate::routes::{app, AppState, Shared};
 use crate::store;
 use crate::telemetry::Metrics;
 use crate::welcome::{WelcomeError, WelcomeMailer};
@@ -53,24 +54,21 @@ impl Application {
         let store = store::connect(config.effective_database_url()).await?;
         let engine = Arc::new(Engine::new());
         let metrics = Metrics::new();
-        let registry = Arc::new(Registry::new(&config.models_dir));
-        match registry.current(MODEL_NAME) {
-            Ok(Some(version)) => match load_scorer(&registry, &version) {
-                Ok(scorer) => {
-                    tracing::info!(%version, "serving model");
-                    engine.set_model(ActiveModel::new(scorer));
-                    metrics.set_model(Some(&version));
-                }
-                Err(e) => tracing::error!(
-                    %version, error = %e,
-                    "the promoted model cannot be served; profiles carry declared fields and counts until one is promoted"
-                ),
-            },
+        let models = Arc::new(Models::new(
+            Arc::new(Registry::new(&config.models_dir)),
+            engine.clone(),
+            metrics.clone(),
+        ));
+        match models.activate_current().await {
+            Ok(Some(_)) => {}
             Ok(None) => tracing::warn!(
                 dir = %config.models_dir.display(),
                 "no promoted model: profiles carry declared fields and counts only"
             ),
-            Err(e) => tracing::error!(error = %e, "reading the model registry failed"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "the promoted model cannot be served; profiles carry declared fields and counts until one is promoted"
+            ),
         }
         let empty = store.max_seq().await? == 0
             && store.list_users(None, 1).await?.is_empty()
@@ -152,10 +150,9 @@ impl Application {
             pipeline,
             bus,
             broker,
-            registry,
+            models,
             metrics,
             max_body_bytes: config.max_body_bytes,
-            promoting: Arc::new(tokio::sync::Mutex::new(())),
             cors_origins: config.cors_origins.clone(),
             demo: demo_status,
         });

@@ -283,10 +283,17 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    async fn post_raw(&self, path: &str, content_type: &str, body: String) -> (StatusCode, Value) {
+    /// A request with a body of the given content type, sent as it is.
+    async fn send_raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        body: String,
+    ) -> (StatusCode, Value) {
         let r = self
             .client
-            .post(self.url(path))
+            .request(method, self.url(path))
             .header("content-type", content_type)
             .body(body)
             .send()
@@ -294,6 +301,16 @@ impl TestApp {
             .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post_raw(&self, path: &str, content_type: &str, body: String) -> (StatusCode, Value) {
+        self.send_raw(reqwest::Method::POST, path, content_type, body)
+            .await
+    }
+
+    async fn patch_raw(&self, path: &str, content_type: &str, body: String) -> (StatusCode, Value) {
+        self.send_raw(reqwest::Method::PATCH, path, content_type, body)
+            .await
     }
 
     async fn delete(&self, path: &str) -> (StatusCode, Value) {
@@ -385,6 +402,7 @@ on_both_stores!(
     thousands_of_bad_items_are_summarised_and_good_ones_kept,
     retries_are_stored_once,
     registration_creates_user_event_and_profile,
+    edits_change_declared_fields_and_the_profile_follows,
     erasure_leaves_no_row_of_the_user,
     an_interrupted_erasure_is_finished_at_start,
     events_service_lists_filters_pages_and_deletes,
@@ -1260,6 +1278,153 @@ async fn registration_creates_user_event_and_profile(backend: Backend) {
         .get_json("/v1/events?type=user.registered&userId=fay")
         .await;
     assert_eq!(events["items"].as_array().unwrap().len(), 1, "{events}");
+    app.stop().await;
+}
+
+/// `PATCH /v1/users/{id}`: a merge patch of declared fields, validated as a
+/// registration; `user.updated` names what changed; the profile's declared
+/// fields follow at once; a refused edit changes nothing.
+async fn edits_change_declared_fields_and_the_profile_follows(backend: Backend) {
+    let world = World::new(backend).await;
+    let app = world.spawn().await;
+    let merge = "application/merge-patch+json";
+    let patch = |body: Value| body.to_string();
+    for body in [
+        json!({"userId": "hal", "email": "hal@example.com", "gender": "male", "birthYear": 1990,
+               "kids": 0, "name": "Hal"}),
+        json!({"userId": "ivy", "email": "ivy@example.com"}),
+    ] {
+        let (s, v) = app.post_json("/v1/users", &body).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (_, p) = app.get_json("/v1/profiles/hal").await;
+    assert_eq!(p["about"]["realLifeStage"], "midlife_adult", "36, no kids");
+
+    let (s, v) = app
+        .patch_raw(
+            "/v1/users/hal",
+            merge,
+            patch(json!({"kids": 2, "name": null, "gender": "male"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["changed"],
+        json!(["name", "kids"]),
+        "gender was unchanged"
+    );
+    assert_eq!(v["user"]["kids"], 2);
+    assert!(
+        v["user"].get("name").is_none(),
+        "null removed the name: {v}"
+    );
+    assert_eq!(
+        v["user"]["email"], "hal@example.com",
+        "absent fields are kept"
+    );
+    assert_eq!(v["profile"]["about"]["realLifeStage"], "young_family");
+    let (_, p) = app.get_json("/v1/profiles/hal").await;
+    assert_eq!(
+        p["about"]["realLifeStage"], "young_family",
+        "the live profile follows at once"
+    );
+    let (_, u) = app.get_json("/v1/users/hal").await;
+    assert_eq!(u, v["user"], "the stored user reads back as answered");
+    assert_eq!(u["createdAt"], v["user"]["createdAt"], "creation time kept");
+    let (_, listed) = app
+        .get_json("/v1/profiles?realLifeStage=young_family")
+        .await;
+    assert_eq!(listed["items"][0]["userId"], "hal", "{listed}");
+    let (_, events) = app
+        .get_json("/v1/events?type=user.updated&userId=hal")
+        .await;
+    let items = events["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{events}");
+    assert_eq!(items[0]["payload"]["changed"], json!(["name", "kids"]));
+    assert_eq!(items[0]["payload"]["kids"], 2);
+
+    // Plain JSON is accepted too; gender removed, and the profile says so.
+    let (s, v) = app
+        .patch_raw(
+            "/v1/users/hal",
+            "application/json",
+            patch(json!({"gender": null})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["changed"].clone()),
+        (StatusCode::OK, json!(["gender"]))
+    );
+    let (_, p) = app.get_json("/v1/profiles/hal").await;
+    assert_eq!(p["about"]["gender"], Value::Null, "{p}");
+
+    // What is refused changes nothing, and says which field.
+    let before = app.get_json("/v1/users/hal").await.1;
+    for (body, status, field) in [
+        (json!({"birthYear": 1800}), 422, Some("birthYear")),
+        (json!({"email": null}), 422, Some("email")),
+        (json!({"userId": "hal2"}), 422, Some("userId")),
+        (
+            json!({"favouriteColour": "red"}),
+            422,
+            Some("favouriteColour"),
+        ),
+        (
+            json!({"kids": 3, "maritalStatus": "complicated"}),
+            422,
+            Some("maritalStatus"),
+        ),
+        (json!({"email": "ivy@example.com"}), 409, None),
+        (json!(["kids"]), 422, Some("$")),
+    ] {
+        let (s, v) = app
+            .patch_raw("/v1/users/hal", merge, patch(body.clone()))
+            .await;
+        assert_eq!(s.as_u16(), status, "{body}: {v}");
+        if let Some(field) = field {
+            assert_eq!(v["error"]["details"][0]["field"], field, "{body}: {v}");
+        }
+    }
+    let (s, v) = app
+        .patch_raw("/v1/users/hal", "text/plain", patch(json!({"kids": 1})))
+        .await;
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    let (s, _) = app
+        .patch_raw("/v1/users/nobody", merge, patch(json!({"kids": 1})))
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get_json("/v1/users/hal").await.1,
+        before,
+        "refused edits changed nothing"
+    );
+
+    // An edit that changes nothing stores nothing and emits nothing.
+    let (s, v) = app
+        .patch_raw("/v1/users/hal", merge, patch(json!({"kids": 2})))
+        .await;
+    assert_eq!(
+        (s, v["changed"].clone()),
+        (StatusCode::OK, json!([])),
+        "{v}"
+    );
+    let (_, events) = app
+        .get_json("/v1/events?type=user.updated&userId=hal")
+        .await;
+    assert_eq!(events["items"].as_array().unwrap().len(), 2, "{events}");
+
+    // The edit survives a restart, in the user and in the stored profile.
+    app.stop().await;
+    let app = world.spawn().await;
+    let (_, p) = app.get_json("/v1/profiles/hal").await;
+    assert_eq!(
+        (
+            p["about"]["realLifeStage"].clone(),
+            p["about"]["gender"].clone()
+        ),
+        (json!("young_family"), Value::Null),
+        "{p}"
+    );
     app.stop().await;
 }
 

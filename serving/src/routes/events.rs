@@ -16,7 +16,8 @@ use super::query::{ApiQuery, Instant, Limit};
 use super::{page, AppState};
 use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
-use crate::store::{event_user, EventCursor, EventFilter, EventRecord, INTERACTION_RECORDED};
+use crate::events::{event_user, INTERACTION_RECORDED};
+use crate::store::{EventCursor, EventFilter, EventRecord};
 
 #[utoipa::path(post, path = "/v1/events", tag = "events",
     request_body(content = NewEvent, description = "An interaction.recorded payload is ingested as an interaction"),
@@ -41,9 +42,11 @@ pub async fn post(
         let id = interaction.id.clone();
         let appended = state.pipeline.ingest(vec![interaction]).await?;
         let duplicate = appended.first().is_some_and(Option::is_none);
-        let stored = state.store.event(&id).await?.ok_or_else(|| {
-            AppError::Internal(format!("interaction {id} not found after commit"))
-        })?;
+        let stored = crate::events::find(&*state.store, &id)
+            .await?
+            .ok_or_else(|| {
+                AppError::Internal(format!("interaction {id} not found after commit"))
+            })?;
         let status = if duplicate {
             StatusCode::OK
         } else {
@@ -120,7 +123,7 @@ pub async fn list(
         after,
         limit,
     };
-    let (items, next) = state.store.list_events(&filter).await?;
+    let (items, next) = crate::events::list(&*state.store, &filter).await?;
     let next_cursor = page::next(items.len(), limit, Some(next));
     Ok(Json(EventPage { items, next_cursor }))
 }
@@ -129,9 +132,7 @@ pub async fn list(
     responses((status = 200, body = Event, description = "The event"),
         (status = 404, description = "No such event")))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Event>> {
-    let record = state
-        .store
-        .event(&id)
+    let record = crate::events::find(&*state.store, &id)
         .await?
         .ok_or_else(|| AppError::NotFound(format!("event {id}")))?;
     Ok(Json(record.event))

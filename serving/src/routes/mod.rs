@@ -15,7 +15,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method};
 use axum::routing::{get, post};
 use axum::Router;
-use features::registry::Registry;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -27,9 +26,6 @@ use crate::store::Store;
 use crate::telemetry::{self, Metrics};
 
 pub use ops::ApiDoc;
-
-/// Name of the model family serving loads from the registry.
-pub const MODEL_NAME: &str = "profile";
 
 /// Shared state handed to every handler. Axum clones it for every request,
 /// so it is one pointer (cloning the fields each time — a dozen reference
@@ -61,12 +57,11 @@ pub struct Shared {
     pub bus: Arc<dyn Bus>,
     /// NATS JetStream, when configured.
     pub broker: Option<crate::broker::Broker>,
-    pub registry: Arc<Registry>,
+    /// The registry and the model serving from it.
+    pub models: Arc<crate::models::Models>,
     pub metrics: Metrics,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// Model swaps and their background re-scoring, one at a time.
-    pub promoting: Arc<tokio::sync::Mutex<()>>,
     /// Browser origins allowed to call the API.
     pub cors_origins: Vec<String>,
     /// Progress of `--demo`, when on.
@@ -80,7 +75,10 @@ pub fn app(state: AppState) -> Router {
         .route("/interactions", post(ingest::post_interactions))
         .route("/score", post(ingest::score))
         .route("/users", post(users::register).get(users::list))
-        .route("/users/{user_id}", get(users::get).delete(users::erase))
+        .route(
+            "/users/{user_id}",
+            get(users::get).patch(users::update).delete(users::erase),
+        )
         .route("/events", post(events::post).get(events::list))
         .route("/events/{id}", get(events::get).delete(events::delete))
         .route("/profiles", get(profiles::list))
@@ -97,7 +95,7 @@ pub fn app(state: AppState) -> Router {
             .collect();
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
             .allow_headers([axum::http::header::CONTENT_TYPE])
     };
     Router::new()

@@ -1,19 +1,18 @@
 //! `GET /v1/models` (registry state) and `POST /v1/models/{version}/promote`:
-//! verify, swap atomically, re-score in the background.
+//! verify, swap atomically ([`crate::models`]), re-score in the background.
 
 use std::collections::BTreeMap;
 
 use axum::extract::{Path, State};
 use axum::Json;
-use features::registry::{ModelEntry, Registry};
-use features::ProfileScorer;
+use features::registry::ModelEntry;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::query::ApiQuery;
-use super::{AppState, MODEL_NAME};
-use crate::engine::ActiveModel;
+use super::AppState;
 use crate::error::{ApiResult, AppError};
+use crate::models::MODEL_NAME;
 
 /// The registry as serving sees it.
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,7 +63,7 @@ pub struct Promoted {
 #[utoipa::path(get, path = "/v1/models", tag = "models",
     responses((status = 200, body = Models, description = "The registry's versions and the one serving")))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Models>> {
-    let registry = state.registry.clone();
+    let registry = state.models.registry().clone();
     let (current, versions) = tokio::task::spawn_blocking(move || {
         Ok::<_, features::registry::RegistryError>((
             registry.current(MODEL_NAME)?,
@@ -87,16 +86,10 @@ pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Models>> {
         })
         .collect();
     Ok(Json(Models {
-        serving: state.engine.model().map(|m| m.version().to_owned()),
+        serving: state.models.serving(),
         current,
         versions,
     }))
-}
-
-/// Loads a version into a scorer (verifying checksums and feature schema).
-pub fn load_scorer(registry: &Registry, version: &str) -> ApiResult<ProfileScorer> {
-    let artifact = registry.load(MODEL_NAME, version)?;
-    Ok(ProfileScorer::from_artifact(&artifact)?)
 }
 
 #[utoipa::path(post, path = "/v1/models/{version}/promote", tag = "models",
@@ -109,23 +102,10 @@ pub async fn promote(
     Path(version): Path<String>,
     ApiQuery(query): ApiQuery<PromoteQuery>,
 ) -> ApiResult<Json<Promoted>> {
-    let force = query.force.unwrap_or(false);
-    let _one_at_a_time = state.promoting.lock().await;
-    let registry = state.registry.clone();
-    let v = version.clone();
-    // Verify and build before touching anything: a bad artifact leaves the
-    // serving model as it was.
-    let scorer = tokio::task::spawn_blocking(move || -> ApiResult<ProfileScorer> {
-        let scorer = load_scorer(&registry, &v)?;
-        registry.promote(MODEL_NAME, &v, force)?;
-        Ok(scorer)
-    })
-    .await
-    .map_err(|e| AppError::Internal(e.to_string()))??;
-    let previous = state.engine.model().map(|m| m.version().to_owned());
-    let states_rebuilt = state.engine.set_model(ActiveModel::new(scorer));
-    state.metrics.set_model(Some(&version));
-    tracing::info!(%version, ?previous, states_rebuilt, "model promoted");
+    let activated = state
+        .models
+        .promote(&version, query.force.unwrap_or(false))
+        .await?;
     let pipeline = state.pipeline.clone();
     tokio::spawn(async move {
         match pipeline.rescore_all().await {
@@ -134,8 +114,8 @@ pub async fn promote(
         }
     });
     Ok(Json(Promoted {
-        serving: version,
-        previous,
+        serving: activated.version,
+        previous: activated.previous,
         rescoring: "background".to_owned(),
     }))
 }

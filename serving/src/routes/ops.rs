@@ -27,6 +27,7 @@ use crate::error::{AppError, ErrorBody};
         super::users::register,
         super::users::list,
         super::users::get,
+        super::users::update,
         super::users::erase,
         super::events::post,
         super::events::list,
@@ -57,15 +58,16 @@ impl Modify for BirthYearBound {
         use chrono::Datelike;
         use utoipa::openapi::{RefOr, Schema};
         let year = crate::bus::now().year();
-        let registration = openapi
-            .components
-            .as_mut()
-            .and_then(|c| c.schemas.get_mut("UserRegistration"));
-        if let Some(RefOr::T(Schema::Object(registration))) = registration {
-            if let Some(RefOr::T(Schema::Object(birth_year))) =
-                registration.properties.get_mut("birthYear")
-            {
-                birth_year.maximum = Some(year.into());
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        for name in ["UserRegistration", "UserPatch"] {
+            if let Some(RefOr::T(Schema::Object(user))) = components.schemas.get_mut(name) {
+                if let Some(RefOr::T(Schema::Object(birth_year))) =
+                    user.properties.get_mut("birthYear")
+                {
+                    birth_year.maximum = Some(year.into());
+                }
             }
         }
     }

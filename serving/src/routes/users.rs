@@ -1,5 +1,6 @@
 //! Registration (the seed's user service): `POST/GET /v1/users`,
-//! `GET/DELETE /v1/users/{id}`. Deleting erases every row of the user.
+//! `GET/PATCH/DELETE /v1/users/{id}`. Editing changes declared fields (the
+//! profile's follow at once); deleting erases every row of the user.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,9 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::ingest::json_request;
 use super::query::{ApiQuery, Limit};
 use super::{page, AppState};
-use crate::bus::new_event;
 use crate::error::{ApiResult, AppError};
-use crate::pipeline::user_event;
 use crate::store::{Erasure, UserRecord};
 
 /// A registration's answer: the user as saved and the profile it starts.
@@ -67,17 +66,14 @@ pub async fn register(
     let now = crate::bus::now();
     let mut registration =
         UserRegistration::from_json(&value, now.year()).map_err(|e| AppError::invalid(&e))?;
-    let user_id = registration
+    registration
         .user_id
-        .get_or_insert_with(|| format!("u_{}", uuid::Uuid::now_v7().simple()))
-        .clone();
+        .get_or_insert_with(|| format!("u_{}", uuid::Uuid::now_v7().simple()));
     let record = UserRecord {
         registration,
         created_at: now,
     };
-    let payload = serde_json::to_value(&record).map_err(|e| AppError::Internal(e.to_string()))?;
-    let event = user_event(new_event("user.registered", payload), &user_id);
-    let profile = state.pipeline.register(record.clone(), event).await?;
+    let profile = state.pipeline.register(record.clone()).await?;
     Ok((
         StatusCode::CREATED,
         Json(Registered {
@@ -133,4 +129,89 @@ pub async fn erase(
         return Err(AppError::NotFound(format!("user {user_id}")));
     }
     Ok(Json(Erased { user_id, removed }))
+}
+
+/// The body of `PATCH /v1/users/{user_id}`: a JSON merge patch (RFC 7396)
+/// of the declared fields. A field given is set, `null` removes an optional
+/// one, an absent one is kept; the result must hold as a registration
+/// would. The id cannot change.
+// The OpenAPI shape only: the patch is applied to the stored user and the
+// result validated as a whole, so that every bad field is named.
+#[expect(dead_code, reason = "a schema; patches are validated once applied")]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserPatch {
+    /// May repeat the user's id; any other value is refused.
+    #[schema(schema_with = features::validation::optional_id_schema)]
+    user_id: Option<String>,
+    #[schema(format = Email, max_length = 254, nullable = false)]
+    email: Option<String>,
+    #[schema(max_length = 200)]
+    name: Option<String>,
+    #[schema(max_length = 32)]
+    gender: Option<String>,
+    #[schema(minimum = 1900)]
+    birth_year: Option<i32>,
+    #[schema(maximum = 20)]
+    adults: Option<u32>,
+    #[schema(maximum = 20)]
+    kids: Option<u32>,
+    marital_status: Option<features::MaritalStatus>,
+    #[schema(max_length = 32)]
+    income_band: Option<String>,
+}
+
+/// An edit's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Updated {
+    pub user: UserRecord,
+    pub profile: Profile,
+    /// The fields whose values changed; empty when the patch changed
+    /// nothing (then nothing was stored and no event emitted).
+    pub changed: Vec<String>,
+}
+
+#[utoipa::path(patch, path = "/v1/users/{user_id}", tag = "users",
+    params(("user_id" = String, Path)),
+    request_body(content(
+        (UserPatch = "application/merge-patch+json"),
+        (UserPatch = "application/json"),
+    ), description = "The fields to change; null removes an optional one"),
+    responses((status = 200, body = Updated, description = "Saved, user.updated emitted, the profile's declared fields follow"),
+        (status = 404, description = "No such user"),
+        (status = 409, description = "The email belongs to another user"),
+        (status = 422, description = "Invalid fields, each named")))]
+pub async fn update(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<Json<Updated>> {
+    let body = super::ingest::body_bytes(body)?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/merge-patch+json")
+        && !mime.eq_ignore_ascii_case("application/json")
+    {
+        return Err(AppError::Unsupported(format!(
+            "PATCH /v1/users/{{user_id}} takes application/merge-patch+json or application/json, not {mime:?}"
+        )));
+    }
+    let patch = match super::ingest::json_body(&body)? {
+        serde_json::Value::Object(patch) => patch,
+        _ => return Err(AppError::invalid_field("$", "must be a JSON object")),
+    };
+    let updated = state
+        .pipeline
+        .update_user(user_id.clone(), patch)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("user {user_id}")))?;
+    Ok(Json(Updated {
+        user: updated.user,
+        profile: updated.profile,
+        changed: updated.changed,
+    }))
 }

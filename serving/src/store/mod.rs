@@ -1,13 +1,16 @@
-//! Durable storage behind one interface with two engines: SQLite (embedded,
-//! the default) and PostgreSQL. Both run the same integration suite; the SQL
-//! is written once (see [`sql`]) and only placeholders and column types differ.
+//! Durable storage, by role: the interaction log, users, events, profiles,
+//! the outbox and upkeep are traits of their own, so each consumer names
+//! the part it uses (the outbox relay sees only [`Outbox`], the indexer only
+//! [`Upkeep`]) and [`Store`] is all of them for the state that needs
+//! everything. Two engines implement every role: SQLite (embedded, the
+//! default) and PostgreSQL, with the SQL written once (see `sql/`); both run
+//! the same integration suite.
 //!
-//! The store knows nothing of HTTP or models: it keeps the interaction log,
-//! registrations, events and the persisted profiles, and erases a user's rows
-//! in one transaction.
+//! The store knows nothing of HTTP or models, and builds no domain events:
+//! the service layer hands it the events to keep with a change, and the
+//! store writes them in that change's transaction.
 
 mod sql;
-mod sqlite_log;
 mod tail;
 
 use std::fmt::Debug;
@@ -15,7 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use features::{Interaction, Profile, UserRegistration};
+use features::{Event, Interaction, Profile, UserRegistration};
 use serde::{Deserialize, Serialize};
 
 pub use sql::{sqlite_sidecars, PostgresStore, SqliteStore, MAX_TAIL};
@@ -38,11 +41,14 @@ pub enum StoreError {
     UnsupportedUrl(String),
 }
 
-pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+/// Identity conversions of rows read as they are (`(i64,)`, say).
+impl From<std::convert::Infallible> for StoreError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
 
-/// The event type interactions are listed under (they live in the log, not
-/// the events table).
-pub const INTERACTION_RECORDED: &str = "interaction.recorded";
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// One interaction as appended: the assigned sequence number, or `None` when
 /// its id was already stored (a duplicate).
@@ -135,13 +141,10 @@ pub struct LoggedInteraction {
     pub interaction: Interaction,
 }
 
+/// The interaction log: appended in order, each id once; read by user, by
+/// id and by time.
 #[async_trait]
-pub trait Store: Send + Sync + Debug {
-    /// The engine's name (`SQLite`, `PostgreSQL`).
-    fn backend(&self) -> &'static str;
-    /// Whether the database answers.
-    async fn ping(&self) -> Result<()>;
-
+pub trait InteractionLog: Send + Sync {
     /// Appends interactions in one transaction. Each gets its sequence
     /// number, or `None` when its id is already stored or appeared earlier in
     /// the batch (first wins).
@@ -150,6 +153,99 @@ pub trait Store: Send + Sync + Debug {
         batch: Arc<[Interaction]>,
         received_at_micros: i64,
     ) -> Result<Vec<Appended>>;
+    /// A user's interactions with `seq < before` (all when `None`), in log order.
+    async fn interactions_of(
+        &self,
+        user_id: &str,
+        before: Option<i64>,
+    ) -> Result<Vec<LoggedInteraction>>;
+    async fn interaction(&self, id: &str) -> Result<Option<LoggedInteraction>>;
+    /// Interactions matching the filter's user, receipt time and position
+    /// (`after.interactions`), in log order; its `kind` is not looked at.
+    async fn list_interactions(&self, filter: &EventFilter) -> Result<Vec<LoggedInteraction>>;
+    /// Deletes one interaction; returns its user when it existed.
+    async fn delete_interaction(&self, id: &str) -> Result<Option<String>>;
+    /// Highest sequence number ever assigned (0 for an empty log).
+    async fn max_seq(&self) -> Result<i64>;
+    /// Users with interactions after `seq`.
+    async fn users_after_seq(&self, seq: i64) -> Result<Vec<String>>;
+}
+
+/// Registered users.
+#[async_trait]
+pub trait Users: Send + Sync {
+    /// Saves a registration and its `user.registered` event together.
+    async fn insert_user(&self, user: &UserRecord, event: &EventRecord) -> Result<()>;
+    /// Replaces a registration (its id and creation time stay) and saves the
+    /// `user.updated` event with it; `false` when there is no such user.
+    async fn update_user(&self, user: &UserRecord, event: &EventRecord) -> Result<bool>;
+    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
+    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<Vec<UserRecord>>;
+    /// Removes every row of the user: registration, interactions, events,
+    /// profile (and events about them not yet published), in one
+    /// transaction. When anything was removed, `deleted` builds the event
+    /// recorded with the erasure, which is returned too.
+    async fn erase_user(
+        &self,
+        user_id: &str,
+        deleted: &(dyn for<'e> Fn(&'e Erasure) -> Event + Sync),
+    ) -> Result<(Erasure, Option<Event>)>;
+}
+
+/// Stored events (SPEC §2.2), apart from interactions, which the log keeps.
+#[async_trait]
+pub trait Events: Send + Sync {
+    async fn insert_event(&self, event: &EventRecord) -> Result<()>;
+    async fn event(&self, id: &str) -> Result<Option<EventRecord>>;
+    /// Events matching the filter's type, user, receipt time and position
+    /// (`after.events`), oldest first.
+    async fn list_events(&self, filter: &EventFilter) -> Result<Vec<Event>>;
+    async fn delete_event(&self, id: &str) -> Result<bool>;
+}
+
+/// Profiles as last written back from the live states.
+#[async_trait]
+pub trait Profiles: Send + Sync {
+    /// Upserts profiles and records that every profile is current up to
+    /// interaction `seq`; `announced` (`profile.updated` events) go to the
+    /// outbox in the same transaction when it is on.
+    async fn save_profiles(
+        &self,
+        profiles: &[Profile],
+        announced: &[EventRecord],
+        seq: i64,
+    ) -> Result<()>;
+    async fn profile(&self, user_id: &str) -> Result<Option<Profile>>;
+    async fn list_profiles(&self, filter: &ProfileFilter) -> Result<Vec<Profile>>;
+    /// User ids of stored profiles after `after`, ascending (for re-scoring).
+    async fn profile_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
+    /// The seq saved with the last [`Profiles::save_profiles`].
+    async fn profiles_seq(&self) -> Result<i64>;
+}
+
+/// Events waiting for the broker, written in the transaction of the change
+/// that caused them.
+#[async_trait]
+pub trait Outbox: Send + Sync {
+    /// From now on, the events given with changes (registrations, stored
+    /// events, erasures, profile write-backs) are also queued here.
+    fn set_outbox(&self, on: bool);
+    fn outbox_on(&self) -> bool;
+    /// The oldest queued events, in publishing order.
+    async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
+    /// Forgets queued events up to `upto` (the broker has them).
+    async fn outbox_done(&self, upto: i64) -> Result<()>;
+    /// Events queued and not yet published.
+    async fn outbox_depth(&self) -> Result<i64>;
+}
+
+/// Keeping the database in shape behind the writers.
+#[async_trait]
+pub trait Upkeep: Send + Sync {
+    /// The engine's name (`SQLite`, `PostgreSQL`).
+    fn backend(&self) -> &'static str;
+    /// Whether the database answers.
+    async fn ping(&self) -> Result<()>;
     /// Interactions appended but not yet in the log's index tables.
     fn unindexed(&self) -> usize;
     /// Moves up to `max_rows` appended interactions into the log's index
@@ -158,65 +254,13 @@ pub trait Store: Send + Sync + Debug {
     /// Moves committed pages from the write-ahead log into the database
     /// without waiting for (or blocking) readers and writers, off the commit
     /// path. Engines that manage this themselves do nothing.
-    async fn checkpoint(&self) -> Result<()> {
-        Ok(())
-    }
-
-    /// From now on, events are also queued in the outbox for the broker, in
-    /// the transaction of the change that caused them: registrations, stored
-    /// events, erasures and every profile write-back (`profile.updated`).
-    fn set_outbox(&self, on: bool);
-    /// The oldest queued events, in publishing order.
-    async fn outbox(&self, limit: usize) -> Result<Vec<OutboxEvent>>;
-    /// Forgets queued events up to `upto` (the broker has them).
-    async fn outbox_done(&self, upto: i64) -> Result<()>;
-    /// Events queued and not yet published.
-    async fn outbox_depth(&self) -> Result<i64>;
-    /// A user's interactions with `seq < before` (all when `None`), in log order.
-    async fn interactions_of(
-        &self,
-        user_id: &str,
-        before: Option<i64>,
-    ) -> Result<Vec<LoggedInteraction>>;
-    async fn interaction(&self, id: &str) -> Result<Option<LoggedInteraction>>;
-    /// Deletes one interaction; returns its user when it existed.
-    async fn delete_interaction(&self, id: &str) -> Result<Option<String>>;
-    /// Highest sequence number ever assigned (0 for an empty log).
-    async fn max_seq(&self) -> Result<i64>;
-    /// Users with interactions after `seq`.
-    async fn users_after_seq(&self, seq: i64) -> Result<Vec<String>>;
-
-    /// Saves a registration and its `user.registered` event together.
-    async fn insert_user(&self, user: &UserRecord, event: &EventRecord) -> Result<()>;
-    async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
-    async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<Vec<UserRecord>>;
-    /// Removes every row of the user: registration, interactions, events,
-    /// profile (and events about them not yet published). Returns what was
-    /// removed and, when anything was, the `user.deleted` event recorded.
-    async fn erase_user(&self, user_id: &str) -> Result<(Erasure, Option<features::Event>)>;
-
-    async fn insert_event(&self, event: &EventRecord) -> Result<()>;
-    async fn event(&self, id: &str) -> Result<Option<EventRecord>>;
-    /// Stored events merged with the interaction log (as
-    /// `interaction.recorded`), oldest first.
-    async fn list_events(
-        &self,
-        filter: &EventFilter,
-    ) -> Result<(Vec<features::Event>, EventCursor)>;
-    async fn delete_event(&self, id: &str) -> Result<bool>;
-
-    /// Upserts profiles and records that every profile is current up to
-    /// interaction `seq`.
-    /// With the outbox on, a `profile.updated` event is queued for each
-    /// profile whose `announce` flag is set (same transaction).
-    async fn save_profiles(&self, profiles: &[Profile], announce: &[bool], seq: i64) -> Result<()>;
-    async fn profile(&self, user_id: &str) -> Result<Option<Profile>>;
-    async fn list_profiles(&self, filter: &ProfileFilter) -> Result<Vec<Profile>>;
-    /// User ids of stored profiles after `after`, ascending (for re-scoring).
-    async fn profile_ids(&self, after: Option<&str>, limit: usize) -> Result<Vec<String>>;
-    /// The seq saved with the last [`Store::save_profiles`].
-    async fn profiles_seq(&self) -> Result<i64>;
+    async fn checkpoint(&self) -> Result<()>;
 }
+
+/// Every role: what the application state holds.
+pub trait Store: InteractionLog + Users + Events + Profiles + Outbox + Upkeep + Debug {}
+
+impl<T> Store for T where T: InteractionLog + Users + Events + Profiles + Outbox + Upkeep + Debug {}
 
 /// Opens (creating when needed) and migrates the database a URL names.
 pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>> {
@@ -227,17 +271,4 @@ pub async fn connect(url: &str) -> Result<std::sync::Arc<dyn Store>> {
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
-}
-
-/// The user an event concerns: `payload.userId`, `payload.user_id` or the
-/// actor of an interaction payload.
-pub fn event_user(payload: &serde_json::Value) -> Option<String> {
-    let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    text(&payload["userId"])
-        .or_else(|| text(&payload["user_id"]))
-        .or_else(|| text(&payload["actor"]["id"]))
 }

@@ -22,17 +22,22 @@
 //! An indexer moves appended interactions into the log's index tables behind
 //! the writer ([`Store::index_log`]).
 
-use std::collections::HashSet;
+mod changes;
+mod writer;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use features::{Event, Interaction, Profile};
+use features::{Interaction, Profile};
 use tokio::sync::{mpsc, oneshot, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::bus::{new_event, Bus};
-use crate::engine::{now_micros, Declared, Engine};
-use crate::store::{Appended, Erasure, EventRecord, Store, StoreError, UserRecord};
+use self::changes::announcements;
+pub use self::changes::{user_event, UserUpdate};
+use self::writer::Writer;
+use crate::bus::Bus;
+use crate::engine::Engine;
+use crate::store::{Appended, Erasure, Store, StoreError, Upkeep, UserRecord};
 
 /// Profiles written per transaction by the flusher. Chosen while profiles
 /// shared SQLite's main file (one writer per file) and an append could wait
@@ -72,6 +77,9 @@ pub enum PipelineError {
     TooLarge { size: usize, capacity: usize },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A change that breaks the input rules once applied (a user edit).
+    #[error("invalid input: {0}")]
+    Invalid(features::ValidationErrors),
     #[error("the service is shutting down")]
     Closed,
 }
@@ -94,8 +102,12 @@ enum Job {
 enum Control {
     Register {
         record: Box<UserRecord>,
-        event: Box<EventRecord>,
         reply: Reply<Profile>,
+    },
+    UpdateUser {
+        user_id: String,
+        patch: serde_json::Map<String, serde_json::Value>,
+        reply: Reply<Option<UserUpdate>>,
     },
     DeleteInteraction {
         id: String,
@@ -165,31 +177,6 @@ pub struct Tasks {
     stop_feeders: watch::Sender<bool>,
 }
 
-#[derive(Clone)]
-struct Writer {
-    store: Arc<dyn Store>,
-    engine: Arc<Engine>,
-    bus: Arc<dyn Bus>,
-    flush_lock: Arc<Mutex<i64>>,
-}
-
-type IngestReply = (usize, Reply<Vec<Appended>>, OwnedSemaphorePermit);
-
-/// A committed group on its way to the folder.
-struct Committed {
-    all: Arc<[Interaction]>,
-    appended: Vec<Appended>,
-    replies: Vec<IngestReply>,
-    now: i64,
-}
-
-/// Work for the folder task, in commit order.
-enum FoldJob {
-    Group(Committed),
-    /// Answered once every group sent before it is folded.
-    Drain(oneshot::Sender<()>),
-}
-
 impl Pipeline {
     /// Starts the writer and the flusher.
     pub fn start(
@@ -214,13 +201,7 @@ impl Pipeline {
             bus,
             flush_lock,
         };
-        // Folding and scoring group N runs beside the append of group N+1.
-        let (fold_tx, fold_rx) = mpsc::channel(2);
-        let folder = tokio::spawn(writer.clone().fold_loop(fold_rx));
-        let writer = tokio::spawn(async move {
-            writer.run(rx, fold_tx).await;
-            let _ = folder.await;
-        });
+        let writer = writer.spawn(rx);
         let (stop, stopped) = watch::channel(false);
         let flushing = pipeline.clone();
         let mut flusher_stop = stopped.clone();
@@ -300,10 +281,27 @@ impl Pipeline {
         .await
     }
 
-    pub async fn register(&self, record: UserRecord, event: EventRecord) -> Result<Profile> {
+    /// Saves a registration with its `user.registered` event; the profile
+    /// exists from then on.
+    pub async fn register(&self, record: UserRecord) -> Result<Profile> {
         self.control(|reply| Control::Register {
             record: Box::new(record),
-            event: Box::new(event),
+            reply,
+        })
+        .await
+    }
+
+    /// Applies a merge patch to a user's declared fields (see
+    /// [`UserRegistration::patched`]) and emits `user.updated`; the
+    /// profile's declared fields follow at once. `None`: no such user.
+    pub async fn update_user(
+        &self,
+        user_id: String,
+        patch: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Option<UserUpdate>> {
+        self.control(|reply| Control::UpdateUser {
+            user_id,
+            patch,
             reply,
         })
         .await
@@ -357,9 +355,14 @@ impl Pipeline {
             } else {
                 *saved_seq
             };
+            let announced = if self.store.outbox_on() {
+                announcements(&profiles, &announce)?
+            } else {
+                Vec::new()
+            };
             if let Err(e) = self
                 .store
-                .save_profiles(&profiles, &announce, recorded)
+                .save_profiles(&profiles, &announced, recorded)
                 .await
             {
                 let unsaved = chunks[i..].iter().flat_map(|c| c.iter());
@@ -452,294 +455,10 @@ impl Tasks {
     }
 }
 
-impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Job>, fold_tx: mpsc::Sender<FoldJob>) {
-        let mut pending: Option<Job> = None;
-        loop {
-            let job = match pending.take() {
-                Some(job) => job,
-                None => match rx.recv().await {
-                    Some(job) => job,
-                    None => break,
-                },
-            };
-            let control = match job {
-                Job::Ingest {
-                    batch,
-                    reply,
-                    _permit,
-                } => {
-                    let mut size = batch.len();
-                    let mut group = vec![(batch, reply, _permit)];
-                    take_queued(&mut rx, &mut group, &mut size, &mut pending);
-                    // Once more after letting every runnable task run:
-                    // requests being read at this moment join this commit
-                    // instead of paying one of their own (see `GATHER_BELOW`).
-                    if size < GATHER_BELOW && pending.is_none() {
-                        tokio::task::yield_now().await;
-                        take_queued(&mut rx, &mut group, &mut size, &mut pending);
-                    }
-                    if let Some(committed) = self.append_group(group).await {
-                        if let Err(mpsc::error::SendError(FoldJob::Group(c))) =
-                            fold_tx.send(FoldJob::Group(committed)).await
-                        {
-                            // The folder is gone (shutting down): fold here.
-                            self.fold_group(c).await;
-                        }
-                    }
-                    continue;
-                }
-                Job::Control(control) => control,
-            };
-            // Control jobs read or change live states: let the folder finish
-            // what was committed before them, so order is kept.
-            let (drained, done) = oneshot::channel();
-            if fold_tx.send(FoldJob::Drain(drained)).await.is_ok() {
-                let _ = done.await;
-            }
-            match control {
-                Control::Register {
-                    record,
-                    event,
-                    reply,
-                } => {
-                    let _ = reply.send(self.register(*record, *event).await);
-                }
-                Control::DeleteInteraction { id, reply } => {
-                    let _ = reply.send(self.delete_interaction(&id).await);
-                }
-                Control::Erase { user_id, reply } => {
-                    let _ = reply.send(self.erase(&user_id).await);
-                }
-                Control::Rescore { users, reply } => {
-                    let _ = reply.send(self.rescore(&users).await);
-                }
-                Control::Barrier { reply } => {
-                    let _ = reply.send(Ok(()));
-                }
-            }
-        }
-    }
-
-    async fn fold_loop(self, mut rx: mpsc::Receiver<FoldJob>) {
-        while let Some(job) = rx.recv().await {
-            match job {
-                FoldJob::Group(committed) => self.fold_group(committed).await,
-                FoldJob::Drain(done) => {
-                    let _ = done.send(());
-                }
-            }
-        }
-    }
-
-    /// Appends a group in one transaction; on failure answers its requests.
-    async fn append_group(&self, group: Group) -> Option<Committed> {
-        let mut all = Vec::with_capacity(group.iter().map(|g| g.0.len()).sum());
-        let mut replies = Vec::with_capacity(group.len());
-        for (batch, reply, permit) in group {
-            replies.push((batch.len(), reply, permit));
-            all.extend(batch);
-        }
-        let all: Arc<[Interaction]> = all.into();
-        let now = now_micros();
-        let started = std::time::Instant::now();
-        let appended = match self.store.append_interactions(all.clone(), now).await {
-            Ok(a) => a,
-            Err(e) => {
-                let message = e.to_string();
-                tracing::error!(error = %message, "appending interactions failed");
-                for (_, reply, _) in replies {
-                    let _ = reply.send(Err(StoreError::Corrupt(message.clone()).into()));
-                }
-                return None;
-            }
-        };
-        tracing::debug!(
-            interactions = all.len(),
-            requests = replies.len(),
-            append_ms = started.elapsed().as_secs_f64() * 1e3,
-            "group appended"
-        );
-        Some(Committed {
-            all,
-            appended,
-            replies,
-            now,
-        })
-    }
-
-    /// Folds a committed group into live states, then answers its requests.
-    async fn fold_group(&self, committed: Committed) {
-        let Committed {
-            all,
-            appended,
-            replies,
-            now,
-        } = committed;
-        let started = std::time::Instant::now();
-        let new: Vec<(&Interaction, i64)> = all
-            .iter()
-            .zip(&appended)
-            .filter_map(|(i, a)| a.map(|seq| (i, seq)))
-            .collect();
-        if let Some(first) = new.iter().map(|(_, s)| *s).min() {
-            let mut unknown: Vec<&str> = new
-                .iter()
-                .map(|(i, _)| i.user_id())
-                .filter(|u| self.engine.needs_lookup(u))
-                .collect();
-            unknown.sort_unstable();
-            unknown.dedup();
-            let mut failed = HashSet::new();
-            for user in unknown {
-                if let Err(e) = self.load_user(user, Some(first), now).await {
-                    // Their interactions are durable; the next lookup folds them.
-                    tracing::warn!(user, error = %e, "loading a user's history failed");
-                    failed.insert(user.to_owned());
-                }
-            }
-            let max = new.iter().map(|(_, s)| *s).max().unwrap_or(first);
-            let folding: Vec<&Interaction> = new
-                .iter()
-                .map(|(i, _)| *i)
-                .filter(|i| !failed.contains(i.user_id()))
-                .collect();
-            let profiles = self
-                .engine
-                .fold(&folding, max, now, self.bus.has_listeners());
-            tracing::debug!(
-                interactions = all.len(),
-                fold_ms = started.elapsed().as_secs_f64() * 1e3,
-                "group folded"
-            );
-            for u in &failed {
-                self.engine.forget(u);
-            }
-            self.publish_profiles(profiles);
-        }
-        let mut rest = appended.as_slice();
-        for (n, reply, permit) in replies {
-            let (mine, tail) = rest.split_at(n.min(rest.len()));
-            rest = tail;
-            let _ = reply.send(Ok(mine.to_vec()));
-            drop(permit);
-        }
-    }
-
-    /// Loads a user's stored history (`seq < before`) and registration.
-    async fn load_user(&self, user_id: &str, before: Option<i64>, now: i64) -> Result<()> {
-        let log = self.store.interactions_of(user_id, before).await?;
-        let registration = self.store.user(user_id).await?;
-        let log: Vec<Interaction> = log.into_iter().map(|l| l.interaction).collect();
-        let declared = registration.map(|r| Declared::of(&r.registration, chrono::Utc::now()));
-        self.engine.load(user_id, &log, declared, now);
-        Ok(())
-    }
-
-    fn publish_profiles(&self, profiles: Vec<Profile>) {
-        if !self.bus.has_listeners() {
-            return;
-        }
-        for p in profiles {
-            if let Ok(payload) = serde_json::to_value(&p) {
-                self.bus.publish(new_event("profile.updated", payload));
-            }
-        }
-    }
-
-    async fn register(&self, record: UserRecord, event: EventRecord) -> Result<Profile> {
-        self.store.insert_user(&record, &event).await?;
-        let user_id = record.user_id();
-        let now = now_micros();
-        let declared = Declared::of(&record.registration, chrono::Utc::now());
-        if self.engine.needs_lookup(user_id) {
-            self.load_user(user_id, None, now).await?;
-        }
-        self.engine.register(user_id, declared, now);
-        let profile = self
-            .engine
-            .rescore(&[user_id], now, true)
-            .pop()
-            .or_else(|| self.engine.profile(user_id))
-            .ok_or(PipelineError::Closed)?;
-        self.bus.publish(event.event);
-        self.publish_profiles(vec![profile.clone()]);
-        Ok(profile)
-    }
-
-    async fn delete_interaction(&self, id: &str) -> Result<Option<String>> {
-        let Some(user) = self.store.delete_interaction(id).await? else {
-            return Ok(None);
-        };
-        let now = now_micros();
-        self.load_user(&user, None, now).await?;
-        let profiles = self
-            .engine
-            .rescore(&[user.as_str()], now, self.bus.has_listeners());
-        self.publish_profiles(profiles);
-        Ok(Some(user))
-    }
-
-    async fn erase(&self, user_id: &str) -> Result<Erasure> {
-        // Hold the flusher off so it cannot write the profile back.
-        let _flush = self.flush_lock.lock().await;
-        let (erased, event) = self.store.erase_user(user_id).await?;
-        self.engine.forget(user_id);
-        if let Some(event) = event {
-            self.bus.publish(event);
-        }
-        Ok(erased)
-    }
-
-    async fn rescore(&self, users: &[String]) -> Result<usize> {
-        let now = now_micros();
-        for u in users {
-            if self.engine.needs_lookup(u) {
-                self.load_user(u, None, now).await?;
-            }
-        }
-        let refs: Vec<&str> = users.iter().map(String::as_str).collect();
-        let profiles = self.engine.rescore(&refs, now, self.bus.has_listeners());
-        self.publish_profiles(profiles);
-        Ok(refs.len())
-    }
-}
-
-/// Ingest jobs of one group, each with its reply and queue permit.
-type Group = Vec<(Vec<Interaction>, Reply<Vec<Appended>>, OwnedSemaphorePermit)>;
-
-/// Moves queued ingest jobs into `group` until it holds [`MAX_GROUP`]
-/// interactions or the queue is empty; a control job ends the group and is
-/// kept in `pending`, so order is kept.
-fn take_queued(
-    rx: &mut mpsc::Receiver<Job>,
-    group: &mut Group,
-    size: &mut usize,
-    pending: &mut Option<Job>,
-) {
-    while *size < MAX_GROUP {
-        match rx.try_recv() {
-            Ok(Job::Ingest {
-                batch,
-                reply,
-                _permit,
-            }) => {
-                *size += batch.len();
-                group.push((batch, reply, _permit));
-            }
-            Ok(other) => {
-                *pending = Some(other);
-                return;
-            }
-            Err(_) => return,
-        }
-    }
-}
-
 /// Keeps the log's index tables close behind the writer: a batch at once
 /// when one is waiting, otherwise whatever is there every [`INDEX_IDLE`];
 /// and checkpoints the store's write-ahead log every [`CHECKPOINT_EVERY`].
-async fn index_loop(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+async fn index_loop(store: Arc<dyn Upkeep>, mut stop: watch::Receiver<bool>) {
     let mut checkpointed = std::time::Instant::now();
     loop {
         if checkpointed.elapsed() >= CHECKPOINT_EVERY {
@@ -772,13 +491,5 @@ async fn index_loop(store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
                 tokio::time::sleep(INDEX_IDLE).await;
             }
         }
-    }
-}
-
-/// An event record for an event about a user.
-pub fn user_event(event: Event, user_id: &str) -> EventRecord {
-    EventRecord {
-        event,
-        user_id: Some(user_id.to_owned()),
     }
 }

@@ -22,8 +22,8 @@ use features::Interaction;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
-use super::sql::{SQLITE_ATTACHED_PRAGMAS, SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS};
-use super::{Result, StoreError};
+use super::sqlite::{SQLITE_ATTACHED_PRAGMAS, SQLITE_BUSY_TIMEOUT, SQLITE_PRAGMAS};
+use crate::store::{Result, StoreError};
 
 /// Finds an id in the log through its index table, joined with the log: an
 /// entry can outlive its row (see `delete_interaction`).
@@ -51,7 +51,7 @@ struct Append {
 /// Handle to the log's writer thread; cheap to clone. The thread ends, and
 /// closes its connection, when the last handle is dropped.
 #[derive(Clone, Debug)]
-pub(super) struct LogAppender {
+pub struct LogAppender {
     jobs: mpsc::Sender<Append>,
 }
 
