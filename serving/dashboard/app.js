@@ -171,7 +171,7 @@ class ApiError extends Error {
  * an ApiError (status 0 for network failures) carrying the service's
  * `{error: {code, message, details}}`.
  */
-async function apiCall(path, { method = 'GET', query, body, signal } = {}) {
+async function apiCall(path, { method = 'GET', query, body, signal, contentType = 'application/json' } = {}) {
   let url = API_BASE + path;
   if (query) {
     const q = new URLSearchParams();
@@ -181,7 +181,7 @@ async function apiCall(path, { method = 'GET', query, body, signal } = {}) {
   }
   const init = { method, headers: { Accept: 'application/json' }, signal };
   if (body !== undefined) {
-    init.headers['Content-Type'] = 'application/json';
+    init.headers['Content-Type'] = contentType;
     init.body = JSON.stringify(body);
   }
   let res;
@@ -504,24 +504,91 @@ function replaceHashQuery(path, params) {
 // Users
 // ---------------------------------------------------------------------------
 
+/**
+ * The declared fields of a user, as form controls with ids `${prefix}-…`:
+ * the registration form's and the edit form's.
+ */
+function declaredFields(prefix, currentYear) {
+  const byId = {
+    email: field({ id: `${prefix}-email`, label: 'E-mail', type: 'email', field: 'email', required: true, phoneWide: true, attrs: { autocomplete: 'off', inputmode: 'email' } }),
+    name: field({ id: `${prefix}-name`, label: 'Name', field: 'name', phoneWide: true, attrs: { autocomplete: 'off', maxlength: '200' } }),
+    gender: field({ id: `${prefix}-gender`, label: 'Gender', type: 'select', field: 'gender', options: [['', 'Not declared'], ...GENDERS] }),
+    birthYear: field({ id: `${prefix}-birth-year`, label: 'Birth year', type: 'number', field: 'birthYear', hint: `1900–${currentYear}`, attrs: { min: '1900', max: String(currentYear), step: '1', inputmode: 'numeric' } }),
+    adults: field({ id: `${prefix}-adults`, label: 'Adults in household', type: 'number', field: 'adults', attrs: { min: '0', max: '20', step: '1', inputmode: 'numeric' } }),
+    kids: field({ id: `${prefix}-kids`, label: 'Kids in household', type: 'number', field: 'kids', attrs: { min: '0', max: '20', step: '1', inputmode: 'numeric' } }),
+    maritalStatus: field({ id: `${prefix}-marital`, label: 'Marital status', type: 'select', field: 'maritalStatus', options: [['', 'Not declared'], ...MARITAL_STATUSES.map((m) => [m, humanize(m)])] }),
+    incomeBand: field({ id: `${prefix}-income`, label: 'Income band', type: 'select', field: 'incomeBand', options: [['', 'Not declared'], ...INCOME_BANDS.map((b) => [b, b])] }),
+  };
+  return byId;
+}
+
+/** What a user declares, and may edit (everything but the id). */
+const DECLARED_FIELDS = ['email', 'name', 'gender', 'birthYear', 'adults', 'kids', 'maritalStatus', 'incomeBand'];
+
+/** Declared fields read from a form (empty ones `undefined`); type errors go to `errors`. */
+function readDeclared(form, errors) {
+  const control = (name) => form.querySelector(`[data-field="${name}"]`);
+  const text = (name) => control(name).value.trim() || undefined;
+  const number = (name) => {
+    const c = control(name);
+    if (c.validity.badInput) { errors.push({ field: name, message: 'must be a number' }); return undefined; }
+    const v = c.value.trim();
+    return v === '' ? undefined : Number(v);
+  };
+  return {
+    email: control('email').value.trim(),
+    name: text('name'),
+    gender: text('gender'),
+    birthYear: number('birthYear'),
+    adults: number('adults'),
+    kids: number('kids'),
+    maritalStatus: text('maritalStatus'),
+    incomeBand: text('incomeBand'),
+  };
+}
+
+/**
+ * Shows an API error on a user form: a 422's fields next to them, a taken
+ * e-mail or id (409) at its field; anything else goes to `otherwise`.
+ */
+function showUserFormError(form, e, otherwise) {
+  let errors = null;
+  if (e instanceof ApiError && e.status === 422) {
+    errors = fieldErrors(e);
+    if (!errors.length) errors = [{ field: '$', message: e.message }];
+  } else if (e instanceof ApiError && e.status === 409) {
+    errors = [{ field: /email/i.test(e.message) ? 'email' : 'userId', message: e.message }];
+  }
+  if (!errors) { otherwise(); return; }
+  const first = showErrors(form, errors, e.status === 409 ? 'Already registered:' : undefined);
+  if (first) first.focus();
+}
+
 function renderUsers(main, ctx) {
   const currentYear = new Date().getFullYear();
+  const regFields = declaredFields('reg', currentYear);
   const form = h('form', { id: 'reg-form', class: 'form', novalidate: true, 'aria-labelledby': 'reg-title' },
     h('div', { class: 'error-summary notice notice--error', role: 'alert', tabindex: '-1', hidden: true }),
     h('div', { class: 'form-grid' },
-      field({ id: 'reg-email', label: 'E-mail', type: 'email', field: 'email', required: true, phoneWide: true, attrs: { autocomplete: 'off', inputmode: 'email' } }),
-      field({ id: 'reg-name', label: 'Name', field: 'name', phoneWide: true, attrs: { autocomplete: 'off', maxlength: '200' } }),
+      regFields.email, regFields.name,
       field({ id: 'reg-user-id', label: 'User ID', field: 'userId', phoneWide: true, hint: 'Optional: one is assigned when empty.', attrs: { autocomplete: 'off' } }),
-      field({ id: 'reg-gender', label: 'Gender', type: 'select', field: 'gender', options: [['', 'Not declared'], ...GENDERS] }),
-      field({ id: 'reg-birth-year', label: 'Birth year', type: 'number', field: 'birthYear', hint: `1900–${currentYear}`, attrs: { min: '1900', max: String(currentYear), step: '1', inputmode: 'numeric' } }),
-      field({ id: 'reg-adults', label: 'Adults in household', type: 'number', field: 'adults', attrs: { min: '0', max: '20', step: '1', inputmode: 'numeric' } }),
-      field({ id: 'reg-kids', label: 'Kids in household', type: 'number', field: 'kids', attrs: { min: '0', max: '20', step: '1', inputmode: 'numeric' } }),
-      field({ id: 'reg-marital', label: 'Marital status', type: 'select', field: 'maritalStatus', options: [['', 'Not declared'], ...MARITAL_STATUSES.map((m) => [m, humanize(m)])] }),
-      field({ id: 'reg-income', label: 'Income band', type: 'select', field: 'incomeBand', options: [['', 'Not declared'], ...INCOME_BANDS.map((b) => [b, b])] })),
+      regFields.gender, regFields.birthYear, regFields.adults, regFields.kids, regFields.maritalStatus, regFields.incomeBand),
     h('div', { class: 'form-actions' },
       h('button', { type: 'submit', class: 'btn btn--primary', id: 'reg-submit' }, 'Register user'),
       h('button', { type: 'reset', class: 'btn' }, 'Clear')));
   const regResult = h('div', { class: 'result', 'data-testid': 'register-result' });
+  const editForm = h('form', { id: 'edit-form', class: 'form', novalidate: true, 'aria-labelledby': 'edit-title' },
+    h('div', { class: 'error-summary notice notice--error', role: 'alert', tabindex: '-1', hidden: true }),
+    h('div', { class: 'form-grid' }, Object.values(declaredFields('edit', currentYear))),
+    h('div', { class: 'form-actions' },
+      h('button', { type: 'submit', class: 'btn btn--primary', id: 'edit-submit' }, 'Save changes'),
+      h('button', { type: 'button', class: 'btn', id: 'edit-cancel', on: { click: () => closeEdit() } }, 'Cancel')));
+  const editTitle = h('h2', { id: 'edit-title', tabindex: '-1' }, 'Edit user');
+  const editCard = h('section', { class: 'card', id: 'edit-card', hidden: true, 'aria-labelledby': 'edit-title' },
+    editTitle,
+    h('p', { class: 'muted small' }, 'Only the fields you change are sent; a field you empty is removed. The profile\'s declared gender and life stage follow at once.'),
+    editForm);
+  let editing = null;
   const listResult = h('div', { class: 'result', 'data-testid': 'users-result' });
   const columns = [
     { label: 'User ID' }, { label: 'E-mail' }, { label: 'Name' }, { label: 'Declared' },
@@ -539,6 +606,7 @@ function renderUsers(main, ctx) {
         h('h2', { id: 'reg-title' }, 'Register a user'),
         h('p', { class: 'muted small' }, 'Fields marked * are required. Everything else is optional, as in life.'),
         form, regResult),
+      editCard,
       h('section', { class: 'card', 'aria-labelledby': 'users-title' },
         h('div', { class: 'card-head' }, h('h2', { id: 'users-title' }, 'All users'),
           h('button', { type: 'button', class: 'btn btn--small', on: { click: () => load() } }, 'Refresh')),
@@ -565,6 +633,7 @@ function renderUsers(main, ctx) {
       h('td', {}, dash(u.email)), h('td', {}, dash(u.name)), h('td', { class: 'declared' }, declared(u)), h('td', {}, timeEl(u.createdAt)),
       h('td', { class: 'actions' }, h('div', { class: 'row-actions' },
         h('a', { class: 'btn btn--small', href: `#/profiles/${enc(id)}`, 'aria-label': `Profile of ${id}` }, 'Profile'),
+        h('button', { type: 'button', class: 'btn btn--small', 'aria-label': `Edit user ${id}`, 'data-testid': 'edit-user', on: { click: () => openEdit(u) } }, 'Edit'),
         h('button', { type: 'button', class: 'btn btn--small btn--danger', 'aria-label': `Delete user ${id}`, on: { click: () => remove(id) } }, 'Delete'))));
   }
 
@@ -602,29 +671,81 @@ function renderUsers(main, ctx) {
     }
   }
 
-  function readNumber(control, errors) {
-    if (control.validity.badInput) { errors.push({ field: control.dataset.field, message: 'must be a number' }); return undefined; }
-    const v = control.value.trim();
-    return v === '' ? undefined : Number(v);
+  /** Opens the edit form on a user, filled with what they declared. */
+  function openEdit(u) {
+    editing = u;
+    clearErrors(editForm);
+    for (const name of DECLARED_FIELDS) {
+      const control = editForm.querySelector(`[data-field="${name}"]`);
+      const current = u[name] ?? '';
+      if (control.tagName === 'SELECT' && current !== '' && ![...control.options].some((o) => o.value === String(current))) {
+        // A value declared through the API that the form does not offer.
+        control.append(h('option', { value: String(current) }, String(current)));
+      }
+      control.value = String(current);
+    }
+    editTitle.textContent = `Edit user ${u.userId}`;
+    editCard.hidden = false;
+    editCard.scrollIntoView({ block: 'nearest' });
+    editForm.querySelector('[data-field="email"]').focus();
   }
+
+  function closeEdit() {
+    editing = null;
+    clearErrors(editForm);
+    editCard.hidden = true;
+  }
+
+  editForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    if (!editing) return;
+    const submit = editForm.querySelector('#edit-submit');
+    const local = [];
+    const now = readDeclared(editForm, local);
+    if (local.length) {
+      const first = showErrors(editForm, local, 'Please fix these fields:');
+      if (first) first.focus();
+      return;
+    }
+    // A merge patch: changed fields only, an emptied one as null.
+    const patch = {};
+    for (const [name, value] of Object.entries(now)) {
+      const before = editing[name] ?? undefined;
+      if (value !== before) patch[name] = value === undefined ? null : value;
+    }
+    const id = editing.userId;
+    if (!Object.keys(patch).length) {
+      closeEdit();
+      listResult.replaceChildren(resultBox('info', h('p', {}, `Nothing changed for user ${id}.`)));
+      return;
+    }
+    clearErrors(editForm);
+    setBusy(submit, true, 'Saving…');
+    try {
+      const data = await api(`/v1/users/${enc(id)}`, { method: 'PATCH', body: patch, contentType: 'application/merge-patch+json' });
+      const user = data.user || {};
+      const about = (data.profile && data.profile.about) || {};
+      if (pinned.has(id)) pinned.set(id, user);
+      closeEdit();
+      listResult.replaceChildren(resultBox('success',
+        h('p', { 'data-testid': 'edit-result' }, h('strong', {}, `Saved user ${id}. `),
+          (data.changed || []).length ? `Changed: ${data.changed.join(', ')}. ` : 'Nothing changed. ',
+          `Declared life stage: ${lifeStageLabel(about.realLifeStage) || 'unknown'}.`)));
+      announce(`User ${id} saved`);
+      await load();
+    } catch (e) {
+      showUserFormError(editForm, e, () => showErrors(editForm, [{ field: '$', message: errorText(e) }], 'Could not save:'));
+    } finally {
+      setBusy(submit, false);
+    }
+  });
 
   form.addEventListener('reset', () => { clearErrors(form); regResult.replaceChildren(); });
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
     const submit = form.querySelector('#reg-submit');
-    const val = (id) => form.querySelector(id).value.trim();
     const local = [];
-    const body = {
-      userId: val('#reg-user-id') || undefined,
-      email: val('#reg-email'),
-      name: val('#reg-name') || undefined,
-      gender: val('#reg-gender') || undefined,
-      birthYear: readNumber(form.querySelector('#reg-birth-year'), local),
-      adults: readNumber(form.querySelector('#reg-adults'), local),
-      kids: readNumber(form.querySelector('#reg-kids'), local),
-      maritalStatus: val('#reg-marital') || undefined,
-      incomeBand: val('#reg-income') || undefined,
-    };
+    const body = { userId: form.querySelector('#reg-user-id').value.trim() || undefined, ...readDeclared(form, local) };
     regResult.replaceChildren();
     if (local.length) {
       const first = showErrors(form, local, 'Please fix these fields:');
@@ -647,17 +768,7 @@ function renderUsers(main, ctx) {
       pager.reset();
       await load();
     } catch (e) {
-      if (e instanceof ApiError && e.status === 422) {
-        const errors = fieldErrors(e);
-        const first = showErrors(form, errors.length ? errors : [{ field: '$', message: e.message }]);
-        if (first) first.focus();
-      } else if (e instanceof ApiError && e.status === 409) {
-        const f = /email/i.test(e.message) ? 'email' : 'userId';
-        const first = showErrors(form, [{ field: f, message: e.message }], 'Already registered:');
-        if (first) first.focus();
-      } else {
-        regResult.replaceChildren(errorBox(e));
-      }
+      showUserFormError(form, e, () => regResult.replaceChildren(errorBox(e)));
     } finally {
       setBusy(submit, false);
     }

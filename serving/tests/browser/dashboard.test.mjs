@@ -124,6 +124,37 @@ test('registration shows the API field error, then registers the user', { timeou
   await page.close();
 });
 
+test('editing a user shows the API field error, then saves only what changed', { timeout: 60_000 }, async () => {
+  assert.ok(state.userId, 'a user was registered');
+  const page = watch(await desktop.newPage(), 'edit');
+  await page.goto(url('/users'));
+  const row = `[data-testid="users-table"] tr[data-user-id="${state.userId}"]`;
+  await page.waitForSelector(row);
+  await page.click(`${row} [data-testid="edit-user"]`);
+  await page.waitForSelector('#edit-card:not([hidden])');
+  assert.equal(await page.inputValue('#edit-email'), state.email, 'the form holds what was declared');
+  assert.equal(await page.inputValue('#edit-kids'), '2');
+
+  // A birth year the API refuses: its message is shown next to the field.
+  await page.fill('#edit-birth-year', '1800');
+  await page.click('#edit-submit');
+  const error = await waitText(page, '#edit-birth-year-error', /\S/);
+  assert.match(error, /1900/, `the birth-year error gives the range: ${error}`);
+  assert.equal(await page.getAttribute('#edit-birth-year', 'aria-invalid'), 'true');
+  await shot(page, 'users-edit.png');
+
+  await page.fill('#edit-birth-year', '1990');
+  await page.fill('#edit-kids', '3');
+  await page.fill('#edit-name', '');
+  await page.click('#edit-submit');
+  const saved = await waitText(page, '[data-testid="edit-result"]', /Saved/);
+  assert.match(saved, /Changed: name, kids/, `only the changed fields were sent and saved: ${saved}`);
+  assert.ok(await page.isHidden('#edit-card'), 'the form closes once saved');
+  await waitText(page, row, /Kids 3/);
+  assert.doesNotMatch(await page.textContent(row), /Browser Test/, 'the emptied name was removed');
+  await page.close();
+});
+
 test('posted interactions update the open profile without a reload', { timeout: 90_000 }, async () => {
   assert.ok(state.userId, 'a user was registered');
   const profile = watch(await desktop.newPage(), 'profile');
