@@ -1,11 +1,18 @@
 # Shared by the benchmark scripts (sourced, not run): builds the release
-# binaries and sets BIN, WORK (a fresh directory, removed on exit by the
-# caller's trap), PORT, BASE and TARGETS (ids from the served model's
-# catalog, so interactions carry price and topics).
+# binaries (unless MICRO_BIN_DIR names them) and sets BIN, WORK (a fresh
+# directory, removed on exit by the caller's trap), PORT, BASE and TARGETS
+# (ids from the served model's catalog, so interactions carry price and
+# topics).
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
-cargo build --release -p serving --bins >&2
-BIN="$CARGO_TARGET_DIR/release"
+# MICRO_BIN_DIR: run the micro-serve and micro-load found there instead of
+# building them (to compare two builds on the same machine in one sitting).
+if [ -n "${MICRO_BIN_DIR:-}" ]; then
+  BIN=$MICRO_BIN_DIR
+else
+  cargo build --release -p serving --bins >&2
+  BIN="$CARGO_TARGET_DIR/release"
+fi
 WORK=$(mktemp -d)
 PORT=${MICRO_LOAD_PORT:-18080}
 BASE="http://127.0.0.1:$PORT"
