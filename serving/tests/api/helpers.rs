@@ -189,11 +189,9 @@ impl World {
         }
     }
 
-    pub(crate) async fn spawn(&self) -> TestApp {
-        self.spawn_with(&[]).await
-    }
-
-    pub(crate) async fn spawn_with(&self, extra: &[&str]) -> TestApp {
+    /// The service as `micro-serve` builds it on this world with `extra`
+    /// flags, not yet serving (the router tests call its router directly).
+    pub(crate) async fn build(&self, extra: &[&str]) -> Application {
         let mut args = vec![
             "micro-serve".to_owned(),
             "--bind".into(),
@@ -204,9 +202,17 @@ impl World {
             self.models.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let app = Application::build(Config::parse_from(args))
+        Application::build(Config::parse_from(args))
             .await
-            .expect("build");
+            .expect("build")
+    }
+
+    pub(crate) async fn spawn(&self) -> TestApp {
+        self.spawn_with(&[]).await
+    }
+
+    pub(crate) async fn spawn_with(&self, extra: &[&str]) -> TestApp {
+        let app = self.build(extra).await;
         let addr = app.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(app.run_until(async {

@@ -13,4 +13,5 @@ mod ingest;
 mod lifecycle;
 mod models;
 mod profiles;
+mod router;
 mod users;
