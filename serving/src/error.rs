@@ -198,3 +198,295 @@ impl From<ModelError> for AppError {
 }
 
 pub type ApiResult<T> = Result<T, AppError>;
+
+#[cfg(test)]
+mod tests {
+    //! The mapping is the contract clients program against (SPEC §7): each
+    //! case is checked on the answer a client receives, not on the variant,
+    //! so a change of status, code or header anywhere on the way shows.
+
+    use std::path::PathBuf;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    /// What a client reads of an error answer.
+    #[derive(Debug, PartialEq)]
+    struct Seen {
+        status: StatusCode,
+        code: String,
+        retry_after: Option<String>,
+    }
+
+    fn seen(status: StatusCode, code: &str, retry_after: bool) -> Seen {
+        Seen {
+            status,
+            code: code.to_owned(),
+            retry_after: retry_after.then(|| RETRY_AFTER_SECS.to_string()),
+        }
+    }
+
+    /// The answer `error` becomes, and its whole body.
+    async fn answer(error: impl Into<AppError>) -> (Seen, Value) {
+        let response = error.into().into_response();
+        let status = response.status();
+        let header_of = |name| {
+            response
+                .headers()
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap().to_owned())
+        };
+        let retry_after = header_of(header::RETRY_AFTER);
+        assert_eq!(
+            header_of(header::CONTENT_TYPE).as_deref(),
+            Some("application/json")
+        );
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let seen = Seen {
+            status,
+            code,
+            retry_after,
+        };
+        (seen, body)
+    }
+
+    #[tokio::test]
+    async fn each_variant_has_its_status_code_and_retry_after() {
+        let cases = [
+            (
+                AppError::Malformed("body is not valid JSON".into()),
+                seen(StatusCode::BAD_REQUEST, "malformed", false),
+            ),
+            (
+                AppError::invalid_field("limit", "must be 1 to 1000, got 0"),
+                seen(StatusCode::UNPROCESSABLE_ENTITY, "invalid", false),
+            ),
+            (
+                AppError::NotFound("user ann".into()),
+                seen(StatusCode::NOT_FOUND, "not_found", false),
+            ),
+            (
+                AppError::Conflict("user ann already exists".into()),
+                seen(StatusCode::CONFLICT, "conflict", false),
+            ),
+            (
+                AppError::Unsupported("Content-Type text/plain".into()),
+                seen(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    false,
+                ),
+            ),
+            (
+                AppError::TooLarge("request body is too large".into()),
+                seen(StatusCode::PAYLOAD_TOO_LARGE, "too_large", false),
+            ),
+            (
+                AppError::Overloaded("ingestion queue is full".into()),
+                seen(StatusCode::SERVICE_UNAVAILABLE, "overloaded", true),
+            ),
+            (
+                AppError::Unavailable("database unavailable".into()),
+                seen(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+            ),
+            (
+                AppError::Internal("stored data is not readable".into()),
+                seen(StatusCode::INTERNAL_SERVER_ERROR, "internal", false),
+            ),
+        ];
+        for (error, expected) in cases {
+            let shown = error.to_string();
+            let (got, body) = answer(error).await;
+            assert_eq!(got, expected, "{shown}: {body}");
+            // Only `invalid` carries details; the others say it in the message.
+            if expected.code == "invalid" {
+                assert!(body["error"]["details"].is_array(), "{body}");
+            } else {
+                assert_eq!(body["error"]["message"], json!(shown), "{body}");
+                assert_eq!(body["error"]["details"], Value::Null, "{body}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn invalid_names_each_field_in_details() {
+        let mut errors = ValidationErrors::new();
+        errors.push("email", "is not an e-mail address");
+        errors.push("kids", "must not be negative");
+        let (got, body) = answer(AppError::invalid(&errors)).await;
+        assert_eq!(got.status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            body["error"]["details"],
+            json!([
+                {"field": "email", "message": "is not an e-mail address"},
+                {"field": "kids", "message": "must not be negative"},
+            ])
+        );
+        let (_, body) = answer(AppError::invalid_field("limit", "must be 1 to 1000")).await;
+        assert_eq!(
+            body["error"]["details"],
+            json!([{"field": "limit", "message": "must be 1 to 1000"}])
+        );
+    }
+
+    #[tokio::test]
+    async fn store_errors_map_to_conflict_unavailable_or_internal() {
+        let (got, body) = answer(StoreError::Conflict("user ann".into())).await;
+        assert_eq!(got, seen(StatusCode::CONFLICT, "conflict", false));
+        assert_eq!(body["error"]["message"], "user ann already exists");
+        // The database cannot be reached (for now): ask the client to retry.
+        let unreachable = [
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Database(sqlx::Error::PoolClosed),
+            StoreError::Database(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            ))),
+            StoreError::WriterStopped,
+        ];
+        for e in unreachable {
+            let shown = e.to_string();
+            let (got, _) = answer(e).await;
+            assert_eq!(
+                got,
+                seen(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true),
+                "{shown}"
+            );
+        }
+        // Anything else is the service's fault: no retry will help.
+        let broken = [
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Database(sqlx::Error::Protocol("unexpected message".into())),
+            StoreError::Corrupt("profile of ann".into()),
+            StoreError::UnsupportedUrl("mysql://db".into()),
+        ];
+        for e in broken {
+            let shown = e.to_string();
+            let (got, _) = answer(e).await;
+            assert_eq!(
+                got,
+                seen(StatusCode::INTERNAL_SERVER_ERROR, "internal", false),
+                "{shown}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn pipeline_errors_map_to_overloaded_too_large_or_unavailable() {
+        let (got, body) = answer(PipelineError::Overloaded { queued: 10 }).await;
+        assert_eq!(
+            got,
+            seen(StatusCode::SERVICE_UNAVAILABLE, "overloaded", true)
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("retry")),
+            "{body}"
+        );
+        let (got, body) = answer(PipelineError::TooLarge {
+            size: 11,
+            capacity: 10,
+        })
+        .await;
+        assert_eq!(got, seen(StatusCode::PAYLOAD_TOO_LARGE, "too_large", false));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("split it")),
+            "{body}"
+        );
+        let (got, _) = answer(PipelineError::Closed).await;
+        assert_eq!(
+            got,
+            seen(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true)
+        );
+        // A store error inside the pipeline maps as it does on its own.
+        let (got, _) = answer(PipelineError::Store(StoreError::Conflict("x".into()))).await;
+        assert_eq!(got, seen(StatusCode::CONFLICT, "conflict", false));
+        let (got, _) = answer(PipelineError::Store(StoreError::WriterStopped)).await;
+        assert_eq!(
+            got,
+            seen(StatusCode::SERVICE_UNAVAILABLE, "unavailable", true)
+        );
+    }
+
+    #[tokio::test]
+    async fn registry_errors_map_to_not_found_conflict_invalid_model_or_internal() {
+        let path = PathBuf::from("models/profile/profile-2");
+        let missing = [
+            RegistryError::UnknownVersion {
+                name: "profile".into(),
+                version: "profile-9".into(),
+            },
+            RegistryError::NothingPromoted {
+                name: "profile".into(),
+                path: path.clone(),
+            },
+        ];
+        for e in missing {
+            let shown = e.to_string();
+            let (got, _) = answer(e).await;
+            assert_eq!(
+                got,
+                seen(StatusCode::NOT_FOUND, "not_found", false),
+                "{shown}"
+            );
+        }
+        let (got, _) = answer(RegistryError::BelowBaseline {
+            version: "profile-2".into(),
+            models: "spending_class".into(),
+        })
+        .await;
+        assert_eq!(got, seen(StatusCode::CONFLICT, "conflict", false));
+        // An artifact that cannot be served is the request's problem: 422
+        // naming `model`, with the registry's reason as the message.
+        let unservable = [
+            RegistryError::Corrupted {
+                path: path.clone(),
+                file: "catalog.json".into(),
+                expected: "aa".into(),
+                actual: "bb".into(),
+            },
+            RegistryError::SchemaMismatch {
+                path: path.clone(),
+                artifact: "v1".into(),
+                current: "v2".into(),
+            },
+            RegistryError::Manifest {
+                path: path.clone(),
+                message: "missing field `version`".into(),
+            },
+        ];
+        for e in unservable {
+            let shown = e.to_string();
+            let (got, body) = answer(e).await;
+            assert_eq!(
+                got,
+                seen(StatusCode::UNPROCESSABLE_ENTITY, "invalid", false),
+                "{shown}"
+            );
+            assert_eq!(
+                body["error"]["details"],
+                json!([{"field": "model", "message": shown}])
+            );
+        }
+        let (got, _) = answer(RegistryError::Io {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied"),
+        })
+        .await;
+        assert_eq!(
+            got,
+            seen(StatusCode::INTERNAL_SERVER_ERROR, "internal", false)
+        );
+    }
+}
