@@ -279,15 +279,8 @@ impl TestApp {
     }
 
     pub(crate) async fn post_json(&self, path: &str, body: &Value) -> (StatusCode, Value) {
-        let r = self
-            .client
-            .post(self.url(path))
-            .json(body)
-            .send()
+        self.post_raw(path, "application/json", body.to_string())
             .await
-            .unwrap();
-        let status = r.status();
-        (status, r.json().await.unwrap_or(Value::Null))
     }
 
     /// A request with a body of the given content type, sent as it is.
@@ -317,16 +310,6 @@ impl TestApp {
         body: String,
     ) -> (StatusCode, Value) {
         self.send_raw(reqwest::Method::POST, path, content_type, body)
-            .await
-    }
-
-    pub(crate) async fn patch_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: String,
-    ) -> (StatusCode, Value) {
-        self.send_raw(reqwest::Method::PATCH, path, content_type, body)
             .await
     }
 

@@ -64,6 +64,19 @@ impl Routed {
         application.run_until(std::future::ready(())).await.unwrap();
         drop(world);
     }
+
+    /// POSTs a JSON body of one good interaction and checks it is stored:
+    /// what a refused request is compared with.
+    async fn stores_one_interaction(&self, body: String) {
+        let (s, _, v) = self
+            .call(post("/v1/interactions", Some("application/json"), body))
+            .await;
+        assert_eq!(
+            (s, v["accepted"].as_u64()),
+            (StatusCode::OK, Some(1)),
+            "{v}"
+        );
+    }
 }
 
 fn get(path: &str) -> Request<Body> {
@@ -105,14 +118,7 @@ async fn interactions_in_another_content_type_are_415() {
         );
     }
     // The same body sent as JSON is taken: the content type alone was refused.
-    let (s, _, v) = routed
-        .call(post("/v1/interactions", Some("application/json"), body))
-        .await;
-    assert_eq!(
-        (s, v["accepted"].as_u64()),
-        (StatusCode::OK, Some(1)),
-        "{v}"
-    );
+    routed.stores_one_interaction(body).await;
     routed.stop().await;
 }
 
@@ -137,14 +143,7 @@ async fn a_body_over_max_body_bytes_is_413() {
     assert!(is_json(&headers), "{headers:?}");
     assert_eq!(v["error"]["code"], "too_large", "{v}");
     // Under the limit the same kind of body is stored: its size was refused.
-    let (s, _, v) = routed
-        .call(post("/v1/interactions", Some("application/json"), one))
-        .await;
-    assert_eq!(
-        (s, v["accepted"].as_u64()),
-        (StatusCode::OK, Some(1)),
-        "{v}"
-    );
+    routed.stores_one_interaction(one).await;
     routed.stop().await;
 }
 
