@@ -67,7 +67,7 @@ pub async fn post(
 /// Filters of `GET /v1/events`.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventListQuery {
     /// Events of this type only, e.g. `user.registered`.
     #[serde(rename = "type")]

@@ -46,6 +46,7 @@ pub struct ModelVersion {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct PromoteQuery {
     /// Promote even though a model is below its baseline.
     force: Option<bool>,

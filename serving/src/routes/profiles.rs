@@ -33,7 +33,7 @@ pub async fn get(
 /// Filters of `GET /v1/profiles`: an audience for messaging.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProfileListQuery {
     /// 1 (budget) to 5 (premium).
     #[param(value_type = Option<u8>, minimum = 1, maximum = 5)]

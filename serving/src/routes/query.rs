@@ -156,6 +156,32 @@ mod tests {
         assert_eq!(Limit::or_default(empty.limit), DEFAULT_LIMIT);
     }
 
+    #[derive(Debug, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Strict {
+        life_stage: Option<LifeStage>,
+    }
+
+    /// A misspelt filter is refused, not ignored: ignoring it would answer
+    /// the unfiltered list as if it were the filtered one.
+    #[test]
+    fn an_unknown_parameter_is_named() {
+        for (query, named) in [("lifestage=senior", "lifestage"), ("=x", "")] {
+            match parse::<Strict>(query) {
+                Err(AppError::Invalid(ErrorDetails::Fields(fields))) => {
+                    assert_eq!(fields.len(), 1, "{query}: {fields:?}");
+                    assert!(
+                        fields[0].message.contains("unknown field")
+                            && fields[0].message.contains(&format!("`{named}`")),
+                        "{query}: {fields:?}"
+                    );
+                }
+                other => panic!("{query}: expected 422, got {other:?}"),
+            }
+        }
+        assert!(parse::<Strict>("lifeStage=senior").is_ok());
+    }
+
     #[test]
     fn a_bad_parameter_is_named_with_the_rule_it_breaks() {
         for (query, field, says) in [

@@ -36,6 +36,7 @@ pub struct UserPage {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct UserListQuery {
     /// Users per page, 1–1000 (default 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
@@ -134,16 +135,14 @@ pub async fn erase(
 /// The body of `PATCH /v1/users/{user_id}`: a JSON merge patch (RFC 7396)
 /// of the declared fields. A field given is set, `null` removes an optional
 /// one, an absent one is kept; the result must hold as a registration
-/// would. The id cannot change.
+/// would. The id cannot change: a `userId` equal to the path's is allowed
+/// (a patch made from a user as read), any other is refused.
 // The OpenAPI shape only: the patch is applied to the stored user and the
 // result validated as a whole, so that every bad field is named.
 #[expect(dead_code, reason = "a schema; patches are validated once applied")]
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserPatch {
-    /// May repeat the user's id; any other value is refused.
-    #[schema(schema_with = features::validation::optional_id_schema)]
-    user_id: Option<String>,
     #[schema(format = Email, max_length = 254, nullable = false)]
     email: Option<String>,
     #[schema(max_length = 200)]
