@@ -52,7 +52,7 @@ done
 status=0
 (cd "$here" && "$venv/bin/st" run "$base/openapi.json" --url "$base" \
   --generation-deterministic --max-examples "${CONTRACT_EXAMPLES:-25}" \
-  --workers 2 --no-color) || status=$?
+  --workers 1 --no-color) || status=$?
 if ! kill -0 "$server" 2>/dev/null; then
   echo "micro-serve died during the contract test:" >&2
   status=1
