@@ -18,6 +18,7 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod welcome;
+pub mod wire;
 
 pub use config::Config;
 pub use startup::Application;

@@ -1,5 +1,6 @@
-//! `POST /v1/interactions` (one, an array, or NDJSON; partial acceptance) and
-//! `POST /v1/score` (a history scored without storing anything).
+//! `POST /v1/interactions` (one, an array, NDJSON or a protobuf
+//! `InteractionBatch`; partial acceptance) and `POST /v1/score` (a history
+//! scored without storing anything).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -15,34 +16,32 @@ use utoipa::ToSchema;
 use super::AppState;
 use crate::engine::now_micros;
 use crate::error::{ApiResult, AppError, ErrorDetails};
+use crate::wire;
 
 /// How a body is framed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Framing {
     Json,
     NdJson,
+    /// A `micro.v1.InteractionBatch` (SPEC §12).
+    Protobuf,
 }
 
-/// Reads the content type: JSON or NDJSON, anything else is a 415.
+/// Reads the content type: JSON, NDJSON or protobuf, anything else is a 415.
 pub(crate) fn framing(headers: &HeaderMap) -> ApiResult<Framing> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    match mime.as_str() {
-        "application/json" => Ok(Framing::Json),
+    match wire::media_type(content_type).as_str() {
+        wire::JSON => Ok(Framing::Json),
         "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(Framing::NdJson),
+        wire::PROTOBUF => Ok(Framing::Protobuf),
         "" => Err(AppError::Unsupported(
-            "Content-Type is required: application/json or application/x-ndjson".into(),
+            "Content-Type is required: application/json, application/x-ndjson or application/x-protobuf".into(),
         )),
         other => Err(AppError::Unsupported(format!(
-            "Content-Type {other} is not accepted: use application/json or application/x-ndjson"
+            "Content-Type {other} is not accepted: use application/json, application/x-ndjson or application/x-protobuf"
         ))),
     }
 }
@@ -112,6 +111,11 @@ pub(crate) fn items(
                 false,
             ))
         }
+        // Always a list, even of one: the answer says which items by index.
+        Framing::Protobuf => Ok((
+            wire::decode_batch(body).map_err(|e| AppError::Malformed(format!("body is {e}")))?,
+            false,
+        )),
     }
 }
 
@@ -237,13 +241,24 @@ pub enum ScoreRequest {
     Bare(Vec<Interaction>),
 }
 
+/// A protobuf body of `POST /v1/interactions`: a `micro.v1.InteractionBatch`
+/// of `proto/micro/v1/micro.proto` (`repeated Interaction interactions = 1`),
+/// encoded. Its items are answered by index, as a JSON array's are.
+#[expect(dead_code, reason = "a schema; bodies are decoded by prost")]
+#[derive(Debug, ToSchema)]
+#[schema(value_type = String, format = Binary)]
+pub struct InteractionBatchProtobuf(Vec<u8>);
+
 #[utoipa::path(post, path = "/v1/interactions", tag = "interactions",
     request_body(content(
         (InteractionBody = "application/json"),
         (String = "application/x-ndjson"),
-    ), description = "One interaction, a JSON array, or NDJSON: one interaction per line"),
+        (InteractionBatchProtobuf = "application/x-protobuf"),
+    ), description = "One interaction, a JSON array, NDJSON (one interaction per line), \
+        or a protobuf `micro.v1.InteractionBatch` (proto/micro/v1/micro.proto)"),
     responses(
         (status = 200, body = IngestAnswer, description = "The good items are durable; bad ones are listed by index"),
+        (status = 400, description = "The body cannot be read: not JSON, not NDJSON, or not a protobuf InteractionBatch"),
         (status = 422, description = "Every item is invalid"),
     ))]
 pub async fn post_interactions(
