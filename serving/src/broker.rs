@@ -2,6 +2,13 @@
 //! `micro.interactions.>` through the same pipeline as HTTP, and events
 //! published to `micro.events.<type>` from the store's outbox.
 //!
+//! Formats (SPEC §12, [`crate::wire`]): a message on
+//! `micro.interactions.>` is one JSON interaction, or, with the header
+//! `Content-Type: application/x-protobuf`, a `micro.v1.InteractionBatch`
+//! whose items are validated one by one as HTTP items are. Events are
+//! published as JSON or as `micro.v1.Event` (`MICRO_BUS_FORMAT`), with a
+//! `Content-Type` header either way.
+//!
 //! Names (created when missing, so a fresh NATS needs no setup):
 //! - stream [`INTERACTIONS_STREAM`] on `micro.interactions.>`, read by the
 //!   durable pull consumer [`INGEST_CONSUMER`]; a message is acknowledged
@@ -12,7 +19,10 @@
 //!   acknowledgement is kept once (within [`DUPLICATE_WINDOW`]);
 //! - stream [`DEAD_LETTER_STREAM`] on `micro.dead.>`: a message that is not a
 //!   valid interaction goes to [`DEAD_LETTER_SUBJECT`] with the reason in the
-//!   `Micro-Error` header, and the consumer moves on.
+//!   `Micro-Error` header, and the consumer moves on. Of a protobuf batch,
+//!   each invalid item goes there alone (a batch of one, its place in the
+//!   message in `Micro-Index`) and the valid ones are stored; a batch that
+//!   cannot be decoded goes there whole.
 //!
 //! The service keeps answering HTTP while NATS is down: the connection
 //! retries in the background, the relay leaves events in the outbox until
@@ -23,13 +33,16 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, stream, AckKind, Context};
 use async_nats::HeaderMap;
+use bytes::Bytes;
 use features::Interaction;
 use futures::StreamExt;
+use proto::{v1, Message as _};
 use tokio::sync::watch;
 
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::store::{Outbox, OutboxEvent};
 use crate::telemetry::Metrics;
+use crate::wire::{self, BusFormat};
 
 pub const INTERACTIONS_STREAM: &str = "MICRO_INTERACTIONS";
 pub const INTERACTIONS_SUBJECTS: &str = "micro.interactions.>";
@@ -40,8 +53,18 @@ pub const DEAD_LETTER_STREAM: &str = "MICRO_DEAD_LETTERS";
 pub const DEAD_LETTER_SUBJECT: &str = "micro.dead.interactions";
 /// How long JetStream remembers event ids to drop re-sent copies.
 pub const DUPLICATE_WINDOW: Duration = Duration::from_secs(600);
-/// Messages taken from the consumer at once (one pipeline batch).
+/// Messages taken from the consumer at once.
 const FETCH_BATCH: usize = 2_000;
+/// Bytes taken from the consumer at once: protobuf messages carry batches,
+/// so 2,000 of them may hold millions of interactions. Above NATS's
+/// default largest message (1 MiB), so that one message always fits.
+const FETCH_BYTES: usize = 16 * 1024 * 1024;
+/// Interactions handed to the pipeline at once: what one fetch of JSON
+/// messages holds, so a fetch of protobuf batches asks no more of the
+/// ingest queue per request than JSON did.
+const INGEST_CHUNK: usize = FETCH_BATCH;
+/// Chunks of one fetch in the pipeline at once.
+const CHUNKS_IN_FLIGHT: usize = 4;
 /// Events published per relay round (one outbox read, acknowledgements
 /// awaited together).
 const RELAY_BATCH: usize = 1_000;
@@ -63,6 +86,8 @@ fn nats(e: impl std::fmt::Display) -> BrokerError {
 pub struct Broker {
     client: async_nats::Client,
     jetstream: Context,
+    /// How published events are encoded.
+    events: BusFormat,
 }
 
 impl Broker {
@@ -76,7 +101,17 @@ impl Broker {
             .await
             .map_err(nats)?;
         let jetstream = jetstream::new(client.clone());
-        Ok(Broker { client, jetstream })
+        Ok(Broker {
+            client,
+            jetstream,
+            events: BusFormat::default(),
+        })
+    }
+
+    /// Publishes events in `format` (JSON unless told otherwise).
+    pub fn with_event_format(mut self, format: BusFormat) -> Broker {
+        self.events = format;
+        self
     }
 
     pub fn is_connected(&self) -> bool {
@@ -195,6 +230,7 @@ impl Broker {
             let fetched = c
                 .fetch()
                 .max_messages(FETCH_BATCH)
+                .max_bytes(FETCH_BYTES)
                 .expires(Duration::from_millis(500))
                 .messages()
                 .await;
@@ -229,36 +265,28 @@ impl Broker {
         let _ = storing.await;
     }
 
-    /// Validates a fetched batch, sends bad messages to the dead-letter
-    /// subject, ingests the rest, and acknowledges every message once the
-    /// batch is durable (a bad one once its dead letter is).
+    /// Validates a fetched batch, sends bad messages (and bad items of
+    /// protobuf batches) to the dead-letter subject, ingests the rest, and
+    /// acknowledges every message once all its interactions are durable (a
+    /// bad one once its dead letter is).
     async fn ingest(&self, pipeline: &Pipeline, metrics: &Metrics, batch: Vec<jetstream::Message>) {
         let mut valid = Vec::with_capacity(batch.len());
         for m in &batch {
-            match parse(&m.payload) {
-                Ok(i) => valid.push(i),
-                Err(reason) => {
-                    if let Err(e) = self.dead_letter(m, &reason, metrics).await {
-                        // Acknowledging past it would lose it: take the
-                        // whole batch again later.
-                        tracing::warn!(error = %e, "dead-lettering failed; batch left for redelivery");
-                        for m in &batch {
-                            let _ = m.ack_with(AckKind::Nak(Some(RETRY))).await;
-                        }
-                        return;
+            for dead in read(m, &mut valid) {
+                if let Err(e) = self.dead_letter(m, dead, metrics).await {
+                    // Acknowledging past it would lose it: take the
+                    // whole batch again later.
+                    tracing::warn!(error = %e, "dead-lettering failed; batch left for redelivery");
+                    for m in &batch {
+                        let _ = m.ack_with(AckKind::Nak(Some(RETRY))).await;
                     }
+                    return;
                 }
             }
         }
         let n = valid.len();
-        let result = if valid.is_empty() {
-            Ok(Vec::new())
-        } else {
-            pipeline.ingest(valid).await
-        };
-        match result {
-            Ok(appended) => {
-                let stored = appended.iter().filter(|a| a.is_some()).count();
+        match store_all(pipeline, valid).await {
+            Ok(stored) => {
                 metrics.ingest_accepted.inc_by(stored as u64);
                 metrics.ingest_duplicates.inc_by((n - stored) as u64);
                 metrics.bus_consumed.inc_by(n as u64);
@@ -274,6 +302,8 @@ impl Broker {
                     PipelineError::Overloaded { .. } => Duration::from_secs(1),
                     _ => Duration::from_secs(5),
                 };
+                // Chunks stored before the failure are found stored on
+                // redelivery (by id), not stored twice.
                 tracing::warn!(error = %e, interactions = n, "bus batch not stored; NATS will redeliver");
                 for m in &batch {
                     let _ = m.ack_with(AckKind::Nak(Some(delay))).await;
@@ -282,25 +312,32 @@ impl Broker {
         }
     }
 
-    /// Publishes a bad message with its reason on the dead-letter subject
-    /// (the caller's acknowledgement of the batch then covers it).
+    /// Publishes a bad message, or a bad item of one, with its reason on the
+    /// dead-letter subject (the caller's acknowledgement of the batch then
+    /// covers it).
     async fn dead_letter(
         &self,
         m: &jetstream::Message,
-        reason: &str,
+        dead: DeadLetter,
         metrics: &Metrics,
     ) -> Result<(), BrokerError> {
         let mut headers = HeaderMap::new();
-        headers.insert("Micro-Error", single_line(reason).as_str());
+        headers.insert("Micro-Error", single_line(&dead.reason).as_str());
         headers.insert("Micro-Subject", m.subject.as_str());
+        if let Some(content_type) = &dead.content_type {
+            headers.insert("Content-Type", single_line(content_type).as_str());
+        }
+        if let Some(index) = dead.index {
+            headers.insert("Micro-Index", index.to_string().as_str());
+        }
         self.jetstream
-            .publish_with_headers(DEAD_LETTER_SUBJECT, headers, m.payload.clone())
+            .publish_with_headers(DEAD_LETTER_SUBJECT, headers, dead.payload)
             .await
             .map_err(nats)?
             .await
             .map_err(nats)?;
         metrics.bus_dead_letters.inc();
-        tracing::info!(subject = %m.subject, reason, "interaction sent to the dead-letter subject");
+        tracing::info!(subject = %m.subject, index = dead.index, reason = %dead.reason, "interaction sent to the dead-letter subject");
         Ok(())
     }
 
@@ -366,9 +403,10 @@ impl Broker {
     async fn publish_all(&self, batch: &[OutboxEvent]) -> Result<(), BrokerError> {
         let mut acks = Vec::with_capacity(batch.len());
         for e in batch {
-            let body = serde_json::to_vec(&e.event).map_err(nats)?;
+            let body = self.events.encode_event(&e.event).map_err(nats)?;
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", e.event.id.as_str());
+            headers.insert("Content-Type", self.events.content_type());
             let ack = self
                 .jetstream
                 .publish_with_headers(
@@ -387,7 +425,104 @@ impl Broker {
     }
 }
 
-/// One message as an interaction, or why it is not one.
+/// The `Content-Type` header of a NATS message (header names compared
+/// without case, as HTTP's are).
+pub fn content_type(headers: Option<&HeaderMap>) -> Option<&str> {
+    headers?
+        .iter()
+        .find(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case("content-type"))
+        .and_then(|(_, values)| values.first())
+        .map(|v| v.as_str())
+}
+
+/// What goes to the dead-letter subject: a message, or one item of a
+/// protobuf batch (as a batch of one), and why.
+#[derive(Debug)]
+struct DeadLetter {
+    payload: Bytes,
+    reason: String,
+    /// The item's place in its batch.
+    index: Option<usize>,
+    content_type: Option<String>,
+}
+
+/// Reads one message: its valid interactions are added to `valid`, and
+/// what cannot be stored is returned for the dead-letter subject.
+fn read(m: &jetstream::Message, valid: &mut Vec<Interaction>) -> Vec<DeadLetter> {
+    let whole = |reason: String, content_type: Option<&str>| DeadLetter {
+        payload: m.payload.clone(),
+        reason,
+        index: None,
+        content_type: content_type.map(str::to_owned),
+    };
+    let content_type = content_type(m.headers.as_ref());
+    match content_type.map(wire::media_type).as_deref() {
+        // No header: JSON, as before protobuf was offered.
+        None | Some(wire::JSON) => match parse(&m.payload) {
+            Ok(i) => {
+                valid.push(i);
+                Vec::new()
+            }
+            Err(reason) => vec![whole(reason, content_type)],
+        },
+        Some(wire::PROTOBUF) => match wire::decode_batch_message(&m.payload) {
+            Err(e) => vec![whole(format!("$: {e}"), content_type)],
+            Ok(batch) => {
+                let mut dead = Vec::new();
+                for (index, item) in batch.interactions.into_iter().enumerate() {
+                    match item.validate() {
+                        Ok(i) => valid.push(i),
+                        Err(errors) => dead.push(DeadLetter {
+                            payload: v1::InteractionBatch {
+                                interactions: vec![item],
+                            }
+                            .encode_to_vec()
+                            .into(),
+                            reason: errors.to_string(),
+                            index: Some(index),
+                            content_type: Some(wire::PROTOBUF.to_owned()),
+                        }),
+                    }
+                }
+                dead
+            }
+        },
+        Some(other) => vec![whole(
+            format!(
+                "Content-Type {other} is not accepted: use application/json or application/x-protobuf"
+            ),
+            content_type,
+        )],
+    }
+}
+
+/// Stores interactions in chunks of [`INGEST_CHUNK`], a few at a time;
+/// returns how many were new. An error leaves the chunks before it stored.
+async fn store_all(
+    pipeline: &Pipeline,
+    interactions: Vec<Interaction>,
+) -> Result<usize, PipelineError> {
+    let mut chunks = Vec::with_capacity(interactions.len().div_ceil(INGEST_CHUNK));
+    let mut rest = interactions;
+    while rest.len() > INGEST_CHUNK {
+        let tail = rest.split_off(INGEST_CHUNK);
+        chunks.push(std::mem::replace(&mut rest, tail));
+    }
+    if !rest.is_empty() {
+        chunks.push(rest);
+    }
+    // `buffered` starts the chunks in order and yields them in order.
+    let mut stored = futures::stream::iter(chunks)
+        .map(|chunk| pipeline.ingest(chunk))
+        .buffered(CHUNKS_IN_FLIGHT);
+    let mut new = 0;
+    while let Some(appended) = stored.next().await {
+        new += appended?.iter().filter(|a| a.is_some()).count();
+    }
+    Ok(new)
+}
+
+/// One JSON message as an interaction, or why it is not one.
 fn parse(payload: &[u8]) -> Result<Interaction, String> {
     let value: serde_json::Value =
         serde_json::from_slice(payload).map_err(|e| format!("$: not JSON: {e}"))?;

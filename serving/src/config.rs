@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use crate::wire::BusFormat;
+
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "micro-serve",
@@ -23,6 +25,12 @@ pub struct Config {
     /// NATS server; unset means the in-process bus.
     #[arg(long, env = "MICRO_NATS_URL")]
     pub nats_url: Option<String>,
+    /// Encoding of the events published on NATS (`micro.events.<type>`):
+    /// `json` (SPEC §2.2) or `protobuf` (`micro.v1.Event`). Each message
+    /// says which in its `Content-Type` header. Interactions are read in
+    /// either format whatever this says.
+    #[arg(long, env = "MICRO_BUS_FORMAT", value_enum, default_value_t = BusFormat::Json)]
+    pub bus_format: BusFormat,
     /// SMTP server for welcome e-mails (`smtp://host[:port]`); when set,
     /// every `user.registered` heard on the in-process bus gets one (with
     /// NATS, run `micro-welcome` instead).
@@ -134,6 +142,14 @@ mod tests {
         let chosen =
             Config::parse_from(["micro-serve", "--demo", "--database-url", "sqlite://x.db"]);
         assert_eq!(chosen.effective_database_url(), "sqlite://x.db");
+    }
+
+    #[test]
+    fn events_are_json_on_the_bus_unless_told_otherwise() {
+        assert_eq!(Config::defaults().bus_format, BusFormat::Json);
+        let protobuf = Config::parse_from(["micro-serve", "--bus-format", "protobuf"]);
+        assert_eq!(protobuf.bus_format, BusFormat::Protobuf);
+        assert!(Config::try_parse_from(["micro-serve", "--bus-format", "xml"]).is_err());
     }
 
     #[test]

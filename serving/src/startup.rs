@@ -93,8 +93,10 @@ impl Application {
         }
         let broker = match &config.nats_url {
             Some(url) => {
-                let broker = Broker::connect(url).await?;
-                tracing::info!(%url, "NATS JetStream: consuming micro.interactions.>, publishing micro.events.<type>");
+                let broker = Broker::connect(url)
+                    .await?
+                    .with_event_format(config.bus_format);
+                tracing::info!(%url, events = ?config.bus_format, "NATS JetStream: consuming micro.interactions.>, publishing micro.events.<type>");
                 let stop = tasks.feeder_stop();
                 tasks.add_feeders(broker.start(
                     store.clone(),

@@ -2,15 +2,17 @@
 //! as a service of its own. A durable JetStream consumer of
 //! `micro.events.user.registered`: for each registration it reads the
 //! profile API and sends a welcome e-mail over SMTP, acknowledging the event
-//! only once the e-mail was accepted (a failure is retried later).
+//! only once the e-mail was accepted (a failure is retried later). Events are
+//! read in JSON or protobuf, by their `Content-Type` header.
 
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
 use clap::Parser;
 use futures::StreamExt;
-use serving::broker::Broker;
+use serving::broker::{self, Broker};
 use serving::welcome::WelcomeMailer;
+use serving::wire;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -73,7 +75,10 @@ async fn main() -> anyhow::Result<()> {
                 continue;
             }
         };
-        let event: features::Event = match serde_json::from_slice(&message.payload) {
+        // JSON or protobuf, as the message's Content-Type says
+        // (`MICRO_BUS_FORMAT` of the publishing micro-serve).
+        let content_type = broker::content_type(message.headers.as_ref());
+        let event = match wire::decode_event(content_type, &message.payload) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, "not an event; dropped");
