@@ -8,9 +8,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    catalog_targets, eventually, eventually_within, interaction, metric, on_both_stores,
-    postgres_admin_url, publish_when_ready, register_ada, Backend, NatsServer, SmtpSink, TestApp,
-    World,
+    assert_welcomed, catalog_targets, eventually, eventually_within, interaction,
+    interactions_counted, metric, on_both_stores, postgres_admin_url, publish_when_ready,
+    register_ada, Backend, NatsServer, SmtpSink, World,
 };
 
 on_both_stores!(
@@ -19,18 +19,6 @@ on_both_stores!(
     registration_sends_a_welcome_over_the_in_process_bus,
     registration_sends_a_welcome_over_nats,
 );
-
-fn assert_welcomed(message: &str, id: &str) {
-    assert!(
-        message.contains(&format!("RCPT TO:<{id}@example.com>")),
-        "{message}"
-    );
-    assert!(
-        message.contains("Subject: Welcome, Ada Lovelace!"),
-        "{message}"
-    );
-    assert!(message.contains("Hello Ada Lovelace"), "{message}");
-}
 
 async fn registration_sends_a_welcome_over_the_in_process_bus(backend: Backend) {
     let smtp = SmtpSink::start().await;
@@ -71,18 +59,6 @@ async fn registration_sends_a_welcome_over_nats(backend: Backend) {
     assert_eq!(received.len(), 1);
     assert_welcomed(&received[0], "ada-nats");
     app.stop().await;
-}
-
-/// Sum of `interactionCount` over the profiles `{prefix}0` … `{prefix}{n-1}`
-/// (each must exist).
-async fn interactions_counted(app: &TestApp, prefix: &str, n: usize) -> u64 {
-    let mut total = 0;
-    for u in 0..n {
-        let (s, p) = app.get_json(&format!("/v1/profiles/{prefix}{u}")).await;
-        assert_eq!(s, StatusCode::OK, "{p}");
-        total += p["interactionCount"].as_u64().unwrap();
-    }
-    total
 }
 
 async fn nats_interactions_are_stored_once_and_bad_ones_dead_lettered(backend: Backend) {

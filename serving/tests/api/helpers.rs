@@ -482,6 +482,19 @@ pub(crate) async fn register_ada(app: &TestApp, id: &str) {
     assert_eq!(s, StatusCode::CREATED, "{v}");
 }
 
+/// Checks the welcome e-mail [`register_ada`]'s user `id` was sent.
+pub(crate) fn assert_welcomed(message: &str, id: &str) {
+    assert!(
+        message.contains(&format!("RCPT TO:<{id}@example.com>")),
+        "{message}"
+    );
+    assert!(
+        message.contains("Subject: Welcome, Ada Lovelace!"),
+        "{message}"
+    );
+    assert!(message.contains("Hello Ada Lovelace"), "{message}");
+}
+
 /// A nats-server of the test's own (its own port and store), so a test can
 /// stop and restart it without touching anyone else's.
 pub(crate) struct NatsServer {
@@ -607,4 +620,16 @@ pub(crate) async fn metric(app: &TestApp, name: &str) -> f64 {
         .find_map(|l| l.strip_prefix(&format!("{name} ")))
         .and_then(|v| v.parse().ok())
         .unwrap_or(f64::NAN)
+}
+
+/// Sum of `interactionCount` over the profiles `{prefix}0` … `{prefix}{n-1}`
+/// (each must exist).
+pub(crate) async fn interactions_counted(app: &TestApp, prefix: &str, n: usize) -> u64 {
+    let mut total = 0;
+    for u in 0..n {
+        let (s, p) = app.get_json(&format!("/v1/profiles/{prefix}{u}")).await;
+        assert_eq!(s, StatusCode::OK, "{p}");
+        total += p["interactionCount"].as_u64().unwrap();
+    }
+    total
 }

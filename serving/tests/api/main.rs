@@ -13,5 +13,6 @@ mod ingest;
 mod lifecycle;
 mod models;
 mod profiles;
+mod protobuf;
 mod router;
 mod users;
