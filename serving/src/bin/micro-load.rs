@@ -15,6 +15,10 @@
 //! The `fsync` scenario measures what a durable commit costs the machine
 //! with no server at all, and provokes those stalls on its own
 //! (`serving/load/stalls.sh`).
+//!
+//! `--format protobuf` sends the batch scenario's batches, and the NATS
+//! scenario's messages, as protobuf `micro.v1.InteractionBatch`es holding
+//! the same interactions (`serving/load/protobuf.sh` compares the two).
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -23,8 +27,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use chrono::TimeZone;
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
+use proto::{v1, Message};
 use thread_priority::{
     set_thread_priority_and_policy, thread_native_id, RealtimeThreadSchedulePolicy, ThreadPriority,
     ThreadSchedulePolicy,
@@ -51,6 +57,17 @@ enum Scenario {
     Fsync,
 }
 
+/// How the batch and NATS scenarios encode interactions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Batch: NDJSON bodies; NATS: one JSON interaction per message.
+    Json,
+    /// Batch: `micro.v1.InteractionBatch` bodies
+    /// (`application/x-protobuf`); NATS: one such batch of `--batch`
+    /// interactions per message.
+    Protobuf,
+}
+
 #[derive(Parser, Debug)]
 #[command(name = "micro-load", version, about = "Load generator for micro-serve")]
 struct Args {
@@ -75,9 +92,13 @@ struct Args {
     /// rather than the server.
     #[arg(long, default_value_t = 256)]
     connections: usize,
-    /// Interactions per request in the batch scenario.
+    /// Interactions per request in the batch scenario (and per message in
+    /// the NATS scenario with `--format protobuf`).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Encoding of the batch and NATS scenarios' interactions.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
     /// Distinct users interactions and reads are spread over.
     #[arg(long, default_value_t = 100_000)]
     users: u64,
@@ -117,30 +138,113 @@ struct Shared {
     latency: Mutex<Histogram<u64>>,
     /// The fsync scenario's file.
     fsync: Option<Arc<FsyncFile>>,
+    /// Time spent building request bodies and their bytes: the
+    /// generator's share of the machine, which the server does not get.
+    build_nanos: AtomicU64,
+    body_bytes: AtomicU64,
+}
+
+/// Interaction `n` of a run, in whatever encoding.
+struct Parts<'a> {
+    n: u64,
+    user: u64,
+    target: &'a str,
+    kind: &'static str,
+    /// Day of October 2026, hour, minute.
+    at: (u64, u64, u64),
+    shop: u64,
+    amount: Option<f64>,
 }
 
 impl Shared {
-    fn interaction(&self, n: u64) -> String {
+    fn parts(&self, n: u64) -> Parts<'_> {
         let a = &self.args;
-        let user = n.wrapping_mul(2_654_435_761) % a.users;
-        let target = &a.targets[(n as usize) % a.targets.len()];
         let kind = ["VIEW", "SAVE", "VIEW", "SHARE", "PURCHACE"][(n % 5) as usize];
-        let value = if kind == "PURCHACE" {
-            format!(
-                r#","value":{{"amount":{}.5,"currency":"USD"}}"#,
-                5 + n % 200
-            )
-        } else {
-            String::new()
+        Parts {
+            n,
+            user: n.wrapping_mul(2_654_435_761) % a.users,
+            target: &a.targets[(n as usize) % a.targets.len()],
+            kind,
+            at: (1 + n % 28, n % 24, n % 60),
+            shop: n % 7,
+            amount: (kind == "PURCHACE").then(|| (5 + n % 200) as f64 + 0.5),
+        }
+    }
+
+    fn interaction(&self, n: u64) -> String {
+        let Parts {
+            n,
+            user,
+            target,
+            kind,
+            at: (day, hour, minute),
+            shop,
+            amount,
+        } = self.parts(n);
+        let value = match amount {
+            Some(amount) => format!(r#","value":{{"amount":{amount},"currency":"USD"}}"#),
+            None => String::new(),
         };
         format!(
-            r#"{{"id":"{}-{n}","type":"{kind}","timestamp":"2026-10-{:02}T{:02}:{:02}:00Z","origin":{{"id":"shop-{}","type":"shop"}},"actor":{{"id":"user-{user}","type":"user"}},"target":{{"id":"{target}","type":"product"}}{value}}}"#,
-            a.run_id,
-            1 + n % 28,
-            n % 24,
-            n % 60,
-            n % 7,
+            r#"{{"id":"{}-{n}","type":"{kind}","timestamp":"2026-10-{day:02}T{hour:02}:{minute:02}:00Z","origin":{{"id":"shop-{shop}","type":"shop"}},"actor":{{"id":"user-{user}","type":"user"}},"target":{{"id":"{target}","type":"product"}}{value}}}"#,
+            self.args.run_id,
         )
+    }
+
+    /// The same interaction as [`Shared::interaction`], in protobuf.
+    fn interaction_proto(&self, n: u64) -> v1::Interaction {
+        let p = self.parts(n);
+        let (day, hour, minute) = p.at;
+        let seconds = chrono::Utc
+            .with_ymd_and_hms(2026, 10, day as u32, hour as u32, minute as u32, 0)
+            .single()
+            .map_or(0, |t| t.timestamp());
+        let entity = |id: String, kind: &str| {
+            Some(v1::Entity {
+                id,
+                r#type: kind.to_owned(),
+            })
+        };
+        v1::Interaction {
+            id: Some(format!("{}-{}", self.args.run_id, p.n)),
+            r#type: p.kind.to_owned(),
+            timestamp: Some(proto::Timestamp { seconds, nanos: 0 }),
+            origin: entity(format!("shop-{}", p.shop), "shop"),
+            actor: entity(format!("user-{}", p.user), "user"),
+            target: entity(p.target.to_owned(), "product"),
+            value: p.amount.map(|amount| v1::Money {
+                amount: Some(amount),
+                currency: "USD".to_owned(),
+            }),
+            quantity: None,
+        }
+    }
+
+    /// Interactions `first..first + count` as one body: NDJSON lines or an
+    /// encoded `InteractionBatch`.
+    fn batch_body(&self, first: u64, count: u64) -> Vec<u8> {
+        let started = Instant::now();
+        let body = match self.args.format {
+            Format::Json => {
+                let mut body = String::with_capacity(count as usize * 300);
+                for n in first..first + count {
+                    body.push_str(&self.interaction(n));
+                    body.push('\n');
+                }
+                body.into_bytes()
+            }
+            Format::Protobuf => v1::InteractionBatch {
+                interactions: (first..first + count)
+                    .map(|n| self.interaction_proto(n))
+                    .collect(),
+            }
+            .encode_to_vec(),
+        };
+        self.build_nanos
+            .fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.body_bytes
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        body
     }
 
     async fn one(&self) -> Result<u64> {
@@ -164,14 +268,14 @@ impl Shared {
                 .header("content-type", "application/json")
                 .body(self.interaction(n)),
             Scenario::Batch => {
-                let mut body = String::with_capacity(a.batch * 300);
-                for i in 0..a.batch as u64 {
-                    body.push_str(&self.interaction(n * a.batch as u64 + i));
-                    body.push('\n');
-                }
+                let body = self.batch_body(n * a.batch as u64, a.batch as u64);
+                let content_type = match a.format {
+                    Format::Json => "application/x-ndjson",
+                    Format::Protobuf => proto::CONTENT_TYPE,
+                };
                 self.client
                     .post(format!("{}/v1/interactions", a.base))
-                    .header("content-type", "application/x-ndjson")
+                    .header("content-type", content_type)
                     .body(body)
             }
         };
@@ -230,10 +334,29 @@ async fn nats(shared: Arc<Shared>) -> Result<()> {
     let before = bus_taken(&shared.client, &a.base).await?;
     let started = Instant::now();
     let mut pending = std::collections::VecDeque::new();
-    for n in 0..a.count {
-        let ack = js
-            .publish("micro.interactions.load", shared.interaction(n).into())
-            .await?;
+    // JSON: one interaction per message; protobuf: `--batch` per message.
+    let per_message = match a.format {
+        Format::Json => 1,
+        Format::Protobuf => a.batch.max(1) as u64,
+    };
+    for first in (0..a.count).step_by(per_message as usize) {
+        let count = per_message.min(a.count - first);
+        let ack = match a.format {
+            Format::Json => {
+                js.publish("micro.interactions.load", shared.interaction(first).into())
+                    .await?
+            }
+            Format::Protobuf => {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Content-Type", proto::CONTENT_TYPE);
+                js.publish_with_headers(
+                    "micro.interactions.load",
+                    headers,
+                    shared.batch_body(first, count).into(),
+                )
+                .await?
+            }
+        };
         pending.push_back(ack);
         if pending.len() >= 4_096 {
             if let Some(ack) = pending.pop_front() {
@@ -254,14 +377,16 @@ async fn nats(shared: Arc<Shared>) -> Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "Nats: {} interactions published in {published:.1} s, stored by the service in {secs:.1} s = {:.0} interactions/s end to end",
+        "Nats ({:?}, {per_message} per message): {} interactions published in {published:.1} s, stored by the service in {secs:.1} s = {:.0} interactions/s end to end",
+        a.format,
         a.count,
         a.count as f64 / secs
     );
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"scenario": "nats", "count": a.count, "seconds": secs,
+            serde_json::json!({"scenario": "nats", "format": format!("{:?}", a.format).to_lowercase(),
+                "per_message": per_message, "count": a.count, "seconds": secs,
                 "interactions_per_sec": a.count as f64 / secs})
         );
     }
@@ -391,6 +516,10 @@ async fn main() -> Result<()> {
         )?)),
         _ => None,
     };
+    if args.format == Format::Protobuf && !matches!(args.scenario, Scenario::Batch | Scenario::Nats)
+    {
+        bail!("--format protobuf is for the batch and nats scenarios");
+    }
     let shared = Arc::new(Shared {
         args,
         client,
@@ -399,6 +528,8 @@ async fn main() -> Result<()> {
         failed: AtomicU64::new(0),
         latency: Mutex::new(Histogram::new(3)?),
         fsync,
+        build_nanos: AtomicU64::new(0),
+        body_bytes: AtomicU64::new(0),
     });
     if matches!(shared.args.scenario, Scenario::Nats) {
         return nats(shared).await;
@@ -501,11 +632,23 @@ async fn main() -> Result<()> {
         stalls.share() * 100.0,
         stalls.longest.as_secs_f64() * 1e3,
     );
+    let build_ms = shared.build_nanos.load(Ordering::Relaxed) as f64 / 1e6;
+    let body_bytes = shared.body_bytes.load(Ordering::Relaxed);
+    if matches!(shared.args.scenario, Scenario::Batch) {
+        println!(
+            "  bodies ({:?}): {:.0} bytes each, built in {build_ms:.0} ms in all ({:.1} % of one core over the run)",
+            shared.args.format,
+            body_bytes as f64 / (ok + failed).max(1) as f64,
+            build_ms / 10.0 / secs,
+        );
+    }
     if shared.args.json {
         println!(
             "{}",
             serde_json::json!({
                 "scenario": format!("{:?}", shared.args.scenario).to_lowercase(),
+                "format": format!("{:?}", shared.args.format).to_lowercase(),
+                "body_bytes": body_bytes, "build_ms": build_ms,
                 "mode": mode, "ok": ok, "failed": failed, "seconds": secs,
                 "requests_per_sec": ok as f64 / secs,
                 "interactions_per_sec": items as f64 / secs,
