@@ -159,6 +159,10 @@ mod tests {
     #[derive(Debug, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     struct Strict {
+        #[expect(
+            dead_code,
+            reason = "only its name matters: the test is about other names"
+        )]
         life_stage: Option<LifeStage>,
     }
 
