@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use features::interaction::{RawInteraction, RawTimestamp};
 use features::{
-    Entity, Event, Interaction, LifeStage, Profile, ProfileAbout, ProfileConfidence,
+    Entity, Event, Interaction, LifeStage, Money, Profile, ProfileAbout, ProfileConfidence,
     UserRegistration, ValidationErrors,
 };
 use prost_types::value::Kind;
@@ -110,6 +110,62 @@ impl v1::Interaction {
     pub fn validate(&self) -> Result<Interaction, ValidationErrors> {
         self.to_raw()?.validate()
     }
+
+    /// [`v1::Interaction::validate`], moving the message's strings into the
+    /// interaction instead of copying them (decoding allocated them once
+    /// already); an invalid message is given back with its errors.
+    pub fn into_valid(self) -> Result<Interaction, Invalid> {
+        let checked = match self.to_raw().and_then(|raw| {
+            raw.check()
+                .map(|c| (derived(c.id), c.kind, c.timestamp_micros))
+        }) {
+            Ok(checked) => checked,
+            Err(errors) => {
+                return Err(Invalid {
+                    errors,
+                    item: Box::new(self),
+                })
+            }
+        };
+        let (derived_id, kind, micros) = checked;
+        // Checked: every entity is there and a value has amount and currency.
+        let entity = |e: Option<v1::Entity>| {
+            let e = e.unwrap_or_default();
+            Entity {
+                id: e.id,
+                kind: e.r#type,
+            }
+        };
+        Ok(Interaction {
+            id: derived_id.or(self.id).unwrap_or_default(),
+            kind,
+            timestamp: DateTime::from_timestamp_micros(micros).unwrap_or_default(),
+            origin: entity(self.origin),
+            actor: entity(self.actor),
+            target: entity(self.target),
+            value: self.value.map(|m| Money {
+                amount: m.amount.unwrap_or_default(),
+                currency: m.currency,
+            }),
+            quantity: self.quantity,
+        })
+    }
+}
+
+/// The id validation derived from the content; `None` when it was given.
+fn derived(id: Cow<'_, str>) -> Option<String> {
+    match id {
+        Cow::Owned(id) => Some(id),
+        Cow::Borrowed(_) => None,
+    }
+}
+
+/// A protobuf interaction that failed validation, given back with why
+/// (boxed: the error path is the rare one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub errors: ValidationErrors,
+    pub item: Box<v1::Interaction>,
 }
 
 impl From<&Interaction> for v1::Interaction {
@@ -143,6 +199,14 @@ impl v1::InteractionBatch {
             .iter()
             .map(v1::Interaction::validate)
             .collect()
+    }
+
+    /// Each item validated, in order, its strings moved rather than copied
+    /// ([`v1::Interaction::into_valid`]).
+    pub fn into_valid(self) -> impl Iterator<Item = Result<Interaction, Invalid>> {
+        self.interactions
+            .into_iter()
+            .map(v1::Interaction::into_valid)
     }
 }
 
@@ -489,6 +553,33 @@ mod tests {
             let want = Interaction::from_json(&json).expect_err("invalid JSON");
             let got = proto.validate().expect_err("invalid protobuf");
             assert_eq!(got, want, "{json}");
+        }
+    }
+
+    /// Moving the strings out gives what copying them gives, valid or not.
+    #[test]
+    fn into_valid_is_validate_without_the_copies() {
+        let mut items = vec![proto_interaction(), v1::Interaction::default()];
+        let mut given = proto_interaction();
+        given.id = Some("given-1".into());
+        given.value = None;
+        items.push(given);
+        let mut bad = proto_interaction();
+        bad.value = Some(v1::Money::default());
+        items.push(bad);
+        let mut bad = proto_interaction();
+        bad.actor = None;
+        bad.quantity = Some(2e9);
+        items.push(bad);
+        for item in items {
+            let by_ref = item.validate();
+            match item.clone().into_valid() {
+                Ok(i) => assert_eq!(Ok(i), by_ref),
+                Err(invalid) => {
+                    assert_eq!(Err(invalid.errors), by_ref);
+                    assert_eq!(*invalid.item, item, "given back as it was");
+                }
+            }
         }
     }
 

@@ -469,16 +469,16 @@ fn read(m: &jetstream::Message, valid: &mut Vec<Interaction>) -> Vec<DeadLetter>
             Err(e) => vec![whole(format!("$: {e}"), content_type)],
             Ok(batch) => {
                 let mut dead = Vec::new();
-                for (index, item) in batch.interactions.into_iter().enumerate() {
-                    match item.validate() {
+                for (index, item) in batch.into_valid().enumerate() {
+                    match item {
                         Ok(i) => valid.push(i),
-                        Err(errors) => dead.push(DeadLetter {
+                        Err(invalid) => dead.push(DeadLetter {
                             payload: v1::InteractionBatch {
-                                interactions: vec![item],
+                                interactions: vec![*invalid.item],
                             }
                             .encode_to_vec()
                             .into(),
-                            reason: errors.to_string(),
+                            reason: invalid.errors.to_string(),
                             index: Some(index),
                             content_type: Some(wire::PROTOBUF.to_owned()),
                         }),

@@ -89,7 +89,10 @@ pub fn decode_event(content_type: Option<&str>, body: &[u8]) -> Result<Event, Wi
 /// A protobuf `InteractionBatch`: the items in order, each validated as a
 /// JSON item is (the same rules, field names and derived ids).
 pub fn decode_batch(body: &[u8]) -> Result<Vec<Result<Interaction, ValidationErrors>>, WireError> {
-    decode_batch_message(body).map(|batch| batch.validate())
+    Ok(decode_batch_message(body)?
+        .into_valid()
+        .map(|item| item.map_err(|invalid| invalid.errors))
+        .collect())
 }
 
 /// A protobuf `InteractionBatch`, decoded but not validated.
