@@ -443,16 +443,15 @@ mod tests {
     use crate::{v1, Message};
     use serde_json::json;
 
+    /// SPEC §2.1's example, with microseconds and an offset.
     fn spec_interaction() -> serde_json::Value {
-        json!({
-            "type": "PURCHACE",
-            "timestamp": "2026-11-24T17:00:00.123456+02:00",
-            "origin": {"id": "store-1", "type": "pos"},
-            "actor": {"id": "u1", "type": "user"},
-            "target": {"id": "sku-9", "type": "product"},
-            "value": {"amount": 12.5, "currency": "USD"},
-            "quantity": 2
-        })
+        serde_json::from_str(
+            r#"{"type": "PURCHACE", "timestamp": "2026-11-24T17:00:00.123456+02:00",
+                "origin": {"id": "store-1", "type": "pos"}, "actor": {"id": "u1", "type": "user"},
+                "target": {"id": "sku-9", "type": "product"},
+                "value": {"amount": 12.5, "currency": "USD"}, "quantity": 2}"#,
+        )
+        .expect("JSON")
     }
 
     fn entity(id: &str, kind: &str) -> Option<v1::Entity> {

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use crate::helpers::{
     assert_welcomed, catalog_targets, eventually, eventually_within, interaction,
     interactions_counted, metric, on_both_stores, postgres_admin_url, publish_when_ready,
-    register_ada, Backend, NatsServer, SmtpSink, World,
+    register_ada, welcome_over_nats, Backend, NatsServer, SmtpSink, World,
 };
 
 on_both_stores!(
@@ -40,24 +40,7 @@ async fn registration_sends_a_welcome_over_nats(backend: Backend) {
     let nats = NatsServer::start();
     let world = World::new(backend).await;
     let app = world.spawn_with(&["--nats-url", &nats.url()]).await;
-    // The consumer a messaging team runs: its own process, NATS + HTTP only.
-    let mut welcome = std::process::Command::new(env!("CARGO_BIN_EXE_micro-welcome"))
-        .env("MICRO_NATS_URL", nats.url())
-        .env("MICRO_API_URL", &app.base)
-        .env("MICRO_WELCOME_SMTP_URL", smtp.url())
-        .env("MICRO_LOG", "warn")
-        .spawn()
-        .unwrap();
-    register_ada(&app, "ada-nats").await;
-    eventually("the welcome e-mail", || async {
-        !smtp.received().is_empty()
-    })
-    .await;
-    let _ = welcome.kill();
-    let _ = welcome.wait();
-    let received = smtp.received();
-    assert_eq!(received.len(), 1);
-    assert_welcomed(&received[0], "ada-nats");
+    welcome_over_nats(&app, &nats, &smtp, "ada-nats").await;
     app.stop().await;
 }
 

@@ -289,7 +289,7 @@ impl TestApp {
         method: reqwest::Method,
         path: &str,
         content_type: &str,
-        body: String,
+        body: impl Into<reqwest::Body>,
     ) -> (StatusCode, Value) {
         let r = self
             .client
@@ -493,6 +493,29 @@ pub(crate) fn assert_welcomed(message: &str, id: &str) {
         "{message}"
     );
     assert!(message.contains("Hello Ada Lovelace"), "{message}");
+}
+
+/// Runs `micro-welcome` as a messaging team would (its own process, NATS
+/// and HTTP only), registers [`register_ada`]'s user `id`, and checks the
+/// one e-mail it sends.
+pub(crate) async fn welcome_over_nats(app: &TestApp, nats: &NatsServer, smtp: &SmtpSink, id: &str) {
+    let mut welcome = std::process::Command::new(env!("CARGO_BIN_EXE_micro-welcome"))
+        .env("MICRO_NATS_URL", nats.url())
+        .env("MICRO_API_URL", &app.base)
+        .env("MICRO_WELCOME_SMTP_URL", smtp.url())
+        .env("MICRO_LOG", "warn")
+        .spawn()
+        .unwrap();
+    register_ada(app, id).await;
+    eventually("the welcome e-mail", || async {
+        !smtp.received().is_empty()
+    })
+    .await;
+    let _ = welcome.kill();
+    let _ = welcome.wait();
+    let received = smtp.received();
+    assert_eq!(received.len(), 1);
+    assert_welcomed(&received[0], id);
 }
 
 /// A nats-server of the test's own (its own port and store), so a test can

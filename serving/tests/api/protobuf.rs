@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{
-    assert_welcomed, catalog_targets, eventually, interaction, interactions_counted, metric,
-    on_both_stores, publish_when_ready, register_ada, Backend, NatsServer, SmtpSink, TestApp,
+    catalog_targets, eventually, interaction, interactions_counted, metric, on_both_stores,
+    publish_when_ready, register_ada, welcome_over_nats, Backend, NatsServer, SmtpSink, TestApp,
     World,
 };
 
@@ -40,16 +40,13 @@ fn bytes(items: Vec<v1::Interaction>) -> Vec<u8> {
 }
 
 async fn post_protobuf(app: &TestApp, body: Vec<u8>) -> (StatusCode, Value) {
-    let r = app
-        .client
-        .post(app.url("/v1/interactions"))
-        .header("content-type", "application/x-protobuf")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    (status, r.json().await.unwrap_or(Value::Null))
+    app.send_raw(
+        reqwest::Method::POST,
+        "/v1/interactions",
+        "application/x-protobuf",
+        body,
+    )
+    .await
 }
 
 /// Good, duplicate and invalid items, an all-invalid batch, an
@@ -188,6 +185,28 @@ async fn stream_messages(
     messages
 }
 
+/// The `user.registered` event on the events stream, checked to carry
+/// `content_type`.
+async fn published_registration(
+    js: &async_nats::jetstream::Context,
+    content_type: &str,
+) -> async_nats::jetstream::message::StreamMessage {
+    let events = stream_messages(js, serving::broker::EVENTS_STREAM).await;
+    let registered = events
+        .into_iter()
+        .find(|m| m.subject.as_str() == "micro.events.user.registered")
+        .expect("published");
+    assert_eq!(
+        registered
+            .headers
+            .get("Content-Type")
+            .map(|v| v.to_string())
+            .as_deref(),
+        Some(content_type)
+    );
+    registered
+}
+
 /// A protobuf batch on NATS is read as HTTP reads it: valid items
 /// stored (once, redelivered or not), each invalid one dead-lettered
 /// alone with its index and reason, an undecodable message
@@ -263,18 +282,7 @@ async fn protobuf_batches_on_nats_are_stored_and_bad_items_dead_lettered(backend
         metric(&app, "micro_bus_events_published_total").await >= 1.0
     })
     .await;
-    let events = stream_messages(&js, serving::broker::EVENTS_STREAM).await;
-    let registered = events
-        .iter()
-        .find(|m| m.subject.as_str() == "micro.events.user.registered")
-        .expect("published");
-    assert_eq!(
-        registered
-            .headers
-            .get("Content-Type")
-            .map(|v| v.to_string()),
-        Some("application/json".to_owned())
-    );
+    let registered = published_registration(&js, "application/json").await;
     let e: Value = serde_json::from_slice(&registered.payload).unwrap();
     assert_eq!(e["payload"]["userId"], "pbus-ada");
     app.stop().await;
@@ -289,37 +297,10 @@ async fn protobuf_events_are_published_and_the_welcome_consumer_reads_them(backe
     let app = world
         .spawn_with(&["--nats-url", &nats.url(), "--bus-format", "protobuf"])
         .await;
-    let mut welcome = std::process::Command::new(env!("CARGO_BIN_EXE_micro-welcome"))
-        .env("MICRO_NATS_URL", nats.url())
-        .env("MICRO_API_URL", &app.base)
-        .env("MICRO_WELCOME_SMTP_URL", smtp.url())
-        .env("MICRO_LOG", "warn")
-        .spawn()
-        .unwrap();
-    register_ada(&app, "ada-pb").await;
-    eventually("the welcome e-mail", || async {
-        !smtp.received().is_empty()
-    })
-    .await;
-    let _ = welcome.kill();
-    let _ = welcome.wait();
-    let received = smtp.received();
-    assert_eq!(received.len(), 1);
-    assert_welcomed(&received[0], "ada-pb");
+    welcome_over_nats(&app, &nats, &smtp, "ada-pb").await;
 
     let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let events = stream_messages(&js, serving::broker::EVENTS_STREAM).await;
-    let registered = events
-        .iter()
-        .find(|m| m.subject.as_str() == "micro.events.user.registered")
-        .expect("published");
-    assert_eq!(
-        registered
-            .headers
-            .get("Content-Type")
-            .map(|v| v.to_string()),
-        Some("application/x-protobuf".to_owned())
-    );
+    let registered = published_registration(&js, "application/x-protobuf").await;
     let event = v1::Event::decode(registered.payload.as_ref())
         .unwrap()
         .to_event()
