@@ -39,7 +39,7 @@ use futures::StreamExt;
 use proto::{v1, Message as _};
 use tokio::sync::watch;
 
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Ingested, Pipeline, PipelineError};
 use crate::store::{Outbox, OutboxEvent};
 use crate::telemetry::Metrics;
 use crate::wire::{self, BusFormat};
@@ -88,6 +88,9 @@ pub struct Broker {
     jetstream: Context,
     /// How published events are encoded.
     events: BusFormat,
+    /// How long the streams keep messages; set by micro-serve, which owns
+    /// the streams (a consumer such as micro-welcome leaves them as found).
+    retention: Option<Duration>,
 }
 
 impl Broker {
@@ -105,7 +108,15 @@ impl Broker {
             client,
             jetstream,
             events: BusFormat::default(),
+            retention: None,
         })
+    }
+
+    /// Keeps the streams' messages for `retention` (`MICRO_BUS_RETENTION`),
+    /// updating streams that exist already.
+    pub fn with_retention(mut self, retention: Duration) -> Broker {
+        self.retention = Some(retention);
+        self
     }
 
     /// Publishes events in `format` (JSON unless told otherwise).
@@ -123,16 +134,29 @@ impl Broker {
         name: &str,
         subjects: &str,
     ) -> Result<stream::Stream, BrokerError> {
+        let config = stream::Config {
+            name: name.to_owned(),
+            subjects: vec![subjects.to_owned()],
+            // JetStream refuses a window longer than the retention.
+            duplicate_window: self
+                .retention
+                .map_or(DUPLICATE_WINDOW, |r| r.min(DUPLICATE_WINDOW)),
+            storage: stream::StorageType::File,
+            max_age: self.retention.unwrap_or_default(),
+            ..Default::default()
+        };
+        if self.retention.is_none() {
+            return self
+                .jetstream
+                .get_or_create_stream(config)
+                .await
+                .map_err(nats);
+        }
         self.jetstream
-            .get_or_create_stream(stream::Config {
-                name: name.to_owned(),
-                subjects: vec![subjects.to_owned()],
-                duplicate_window: DUPLICATE_WINDOW,
-                storage: stream::StorageType::File,
-                ..Default::default()
-            })
+            .create_or_update_stream(config)
             .await
-            .map_err(nats)
+            .map_err(nats)?;
+        self.jetstream.get_stream(name).await.map_err(nats)
     }
 
     /// Creates the streams and the consumer when missing; returns the consumer.
@@ -286,9 +310,10 @@ impl Broker {
         }
         let n = valid.len();
         match store_all(pipeline, valid).await {
-            Ok(stored) => {
-                metrics.ingest_accepted.inc_by(stored as u64);
-                metrics.ingest_duplicates.inc_by((n - stored) as u64);
+            Ok(outcomes) => {
+                // Erased users' interactions are dropped and acknowledged:
+                // a redelivery must not bring them back (SPEC §10).
+                metrics.count_ingested(&outcomes);
                 metrics.bus_consumed.inc_by(n as u64);
                 for m in &batch {
                     if let Err(e) = m.ack().await {
@@ -497,11 +522,12 @@ fn read(m: &jetstream::Message, valid: &mut Vec<Interaction>) -> Vec<DeadLetter>
 }
 
 /// Stores interactions in chunks of [`INGEST_CHUNK`], a few at a time;
-/// returns how many were new. An error leaves the chunks before it stored.
+/// returns what became of each. An error leaves the chunks before it
+/// stored.
 async fn store_all(
     pipeline: &Pipeline,
     interactions: Vec<Interaction>,
-) -> Result<usize, PipelineError> {
+) -> Result<Vec<Ingested>, PipelineError> {
     let mut chunks = Vec::with_capacity(interactions.len().div_ceil(INGEST_CHUNK));
     let mut rest = interactions;
     while rest.len() > INGEST_CHUNK {
@@ -515,11 +541,11 @@ async fn store_all(
     let mut stored = futures::stream::iter(chunks)
         .map(|chunk| pipeline.ingest(chunk))
         .buffered(CHUNKS_IN_FLIGHT);
-    let mut new = 0;
-    while let Some(appended) = stored.next().await {
-        new += appended?.iter().filter(|a| a.is_some()).count();
+    let mut all = Vec::new();
+    while let Some(outcomes) = stored.next().await {
+        all.extend(outcomes?);
     }
-    Ok(new)
+    Ok(all)
 }
 
 /// One JSON message as an interaction, or why it is not one.

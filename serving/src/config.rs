@@ -31,6 +31,12 @@ pub struct Config {
     /// either format whatever this says.
     #[arg(long, env = "MICRO_BUS_FORMAT", value_enum, default_value_t = BusFormat::Json)]
     pub bus_format: BusFormat,
+    /// How long Micro's NATS streams keep messages (`7d`, `12h`, `30m`):
+    /// events, interactions and dead letters older than this are dropped
+    /// by JetStream, so what an erased user sent does not stay on the bus
+    /// for ever. Applied to existing streams at start.
+    #[arg(long, env = "MICRO_BUS_RETENTION", default_value = "7d", value_parser = retention)]
+    pub bus_retention: std::time::Duration,
     /// SMTP server for welcome e-mails (`smtp://host[:port]`); when set,
     /// every `user.registered` heard on the in-process bus gets one (with
     /// NATS, run `micro-welcome` instead).
@@ -93,6 +99,15 @@ pub enum Command {
     },
 }
 
+/// A retention of at least a minute, written as people write durations.
+fn retention(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e}"))?;
+    if d < std::time::Duration::from_secs(60) {
+        return Err(format!("{text:?}: at least a minute"));
+    }
+    Ok(d)
+}
+
 /// Where data lives when nothing is configured.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/micro.db";
 /// Where `--demo` keeps its world when no database is configured, apart
@@ -150,6 +165,20 @@ mod tests {
         let protobuf = Config::parse_from(["micro-serve", "--bus-format", "protobuf"]);
         assert_eq!(protobuf.bus_format, BusFormat::Protobuf);
         assert!(Config::try_parse_from(["micro-serve", "--bus-format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn bus_retention_is_a_week_unless_told_otherwise() {
+        let week = std::time::Duration::from_secs(7 * 24 * 3600);
+        assert_eq!(Config::defaults().bus_retention, week);
+        let hours = Config::parse_from(["micro-serve", "--bus-retention", "36h"]);
+        assert_eq!(hours.bus_retention.as_secs(), 36 * 3600);
+        for bad in ["forever", "10s", ""] {
+            assert!(
+                Config::try_parse_from(["micro-serve", "--bus-retention", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -172,12 +172,9 @@ impl Demo {
     }
 
     /// Counts demo interactions as the HTTP and NATS paths count theirs.
-    fn count(&self, metrics: &Metrics, appended: &[crate::store::Appended]) {
-        let stored = appended.iter().filter(|a| a.is_some()).count();
-        metrics.ingest_accepted.inc_by(stored as u64);
-        metrics
-            .ingest_duplicates
-            .inc_by((appended.len() - stored) as u64);
+    fn count(&self, metrics: &Metrics, outcomes: &[crate::pipeline::Ingested]) {
+        metrics.count_ingested(outcomes);
+        let (stored, _, _) = crate::pipeline::tally(outcomes);
         self.status
             .ingested
             .fetch_add(stored as u64, Ordering::Relaxed);

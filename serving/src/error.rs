@@ -40,6 +40,8 @@ pub enum ErrorCode {
     Invalid,
     NotFound,
     Conflict,
+    /// 410: about a user who was erased; dropped (SPEC §10).
+    Erased,
     UnsupportedMediaType,
     TooLarge,
     /// 503 with `Retry-After`: the ingest queue is full.
@@ -73,6 +75,8 @@ pub enum AppError {
     #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
+    Erased(String),
+    #[error("{0}")]
     Unsupported(String),
     #[error("{0}")]
     TooLarge(String),
@@ -103,6 +107,7 @@ impl AppError {
             AppError::Invalid(_) => (StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::Invalid),
             AppError::NotFound(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
             AppError::Conflict(_) => (StatusCode::CONFLICT, ErrorCode::Conflict),
+            AppError::Erased(_) => (StatusCode::GONE, ErrorCode::Erased),
             AppError::Unsupported(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 ErrorCode::UnsupportedMediaType,
@@ -297,6 +302,7 @@ mod tests {
                 "conflict",
                 false,
             ),
+            (AppError::Erased("user ann".into()), 410, "erased", false),
             (
                 AppError::Unsupported("text/plain".into()),
                 415,

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dashboard;
 pub mod demo;
 pub mod engine;
+pub mod erasure;
 pub mod error;
 pub mod events;
 pub mod models;

@@ -82,8 +82,20 @@ impl Application {
         };
         // Before recovery: the profiles it rewrites are announced on NATS too.
         store.set_outbox(config.nats_url.is_some());
-        let (pipeline, mut tasks) =
-            Pipeline::start(store.clone(), engine.clone(), bus.clone(), limits);
+        let tombstone_key = store
+            .secret(crate::erasure::TOMBSTONE_KEY, &crate::erasure::new_key())
+            .await?;
+        let tombstones = Arc::new(crate::erasure::Tombstones::new(
+            &tombstone_key,
+            store.tombstones().await?,
+        ));
+        let (pipeline, mut tasks) = Pipeline::start(
+            store.clone(),
+            engine.clone(),
+            bus.clone(),
+            tombstones,
+            limits,
+        );
         let recovered = pipeline.recover().await?;
         if recovered > 0 {
             tracing::info!(
@@ -95,7 +107,8 @@ impl Application {
             Some(url) => {
                 let broker = Broker::connect(url)
                     .await?
-                    .with_event_format(config.bus_format);
+                    .with_event_format(config.bus_format)
+                    .with_retention(config.bus_retention);
                 tracing::info!(%url, events = ?config.bus_format, "NATS JetStream: consuming micro.interactions.>, publishing micro.events.<type>");
                 let stop = tasks.feeder_stop();
                 tasks.add_feeders(broker.start(

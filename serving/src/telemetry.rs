@@ -34,6 +34,8 @@ pub struct MetricHandles {
     pub latency: HistogramVec,
     pub ingest_accepted: IntCounter,
     pub ingest_duplicates: IntCounter,
+    /// Interactions and events of erased users, dropped (SPEC §10).
+    pub ingest_erased: IntCounter,
     pub ingest_rejected: IntCounter,
     pub ingest_refused: IntCounter,
     pub queue_depth: IntGauge,
@@ -58,6 +60,16 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registr
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// Counts what became of ingested interactions.
+    pub fn count_ingested(&self, outcomes: &[crate::pipeline::Ingested]) {
+        let (stored, duplicates, erased) = crate::pipeline::tally(outcomes);
+        self.ingest_accepted.inc_by(stored as u64);
+        self.ingest_duplicates.inc_by(duplicates as u64);
+        self.ingest_erased.inc_by(erased as u64);
     }
 }
 
@@ -141,6 +153,13 @@ impl Metrics {
                 counter(
                     "ingest_duplicates_total",
                     "Interactions already stored (by id)",
+                ),
+            ),
+            ingest_erased: register(
+                &registry,
+                counter(
+                    "ingest_erased_total",
+                    "Interactions and events of erased users, dropped",
                 ),
             ),
             ingest_rejected: register(

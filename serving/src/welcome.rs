@@ -73,12 +73,17 @@ impl WelcomeMailer {
         if event.kind != "user.registered" {
             return Ok(());
         }
-        let field = |name: &str| event.payload[name].as_str().map(str::to_owned);
-        let user_id = field("userId")
+        let user_id = event.payload["userId"]
+            .as_str()
+            .map(str::to_owned)
             .ok_or_else(|| WelcomeError::Event(event.id.clone(), "no userId".into()))?;
+        // The event names the user only (no personal data on the bus, SPEC
+        // §10): the address and name come from the API.
+        let user: serde_json::Value = self.get(&["users", &user_id]).await?;
+        let field = |name: &str| user[name].as_str().map(str::to_owned);
         let email = field("email")
-            .ok_or_else(|| WelcomeError::Event(event.id.clone(), "no email".into()))?;
-        let profile = self.profile(&user_id).await?;
+            .ok_or_else(|| WelcomeError::Api(format!("user {user_id} has no email")))?;
+        let profile: Profile = self.get(&["profiles", &user_id]).await?;
         let to: Mailbox = match field("name") {
             Some(name) => format!("{name} <{email}>"),
             None => email.clone(),
@@ -103,16 +108,17 @@ impl WelcomeMailer {
     }
 
     /// `<api>/v1/profiles/<userId>`, the id encoded as one path segment.
-    fn profile_url(&self, user_id: &str) -> reqwest::Url {
+    /// `<api>/v1/<segments…>`, each segment escaped.
+    fn api_url(&self, segments: &[&str]) -> reqwest::Url {
         let mut url = self.api_base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().extend(["v1", "profiles", user_id]);
+            path.pop_if_empty().push("v1").extend(segments);
         }
         url
     }
 
-    async fn profile(&self, user_id: &str) -> Result<Profile> {
-        let url = self.profile_url(user_id);
+    async fn get<T: serde::de::DeserializeOwned>(&self, segments: &[&str]) -> Result<T> {
+        let url = self.api_url(segments);
         let response = self
             .http
             .get(url.clone())
@@ -172,6 +178,9 @@ mod tests {
     #[test]
     fn ids_are_encoded_in_paths() {
         let mailer = WelcomeMailer::new("http://x:8080/", "smtp://h", "a@b.c").unwrap();
-        assert!(mailer.profile_url("a b/c").as_str().ends_with("a%20b%2Fc"));
+        assert!(mailer
+            .api_url(&["profiles", "a b/c"])
+            .as_str()
+            .ends_with("/v1/profiles/a%20b%2Fc"));
     }
 }

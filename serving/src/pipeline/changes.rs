@@ -13,10 +13,17 @@ use crate::store::{Erasure, EventRecord, StoreError, UserRecord};
 
 impl Writer {
     pub(super) async fn register(&self, record: UserRecord) -> Result<Profile> {
-        let payload =
-            serde_json::to_value(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        // No personal data on the bus (SPEC §10): consumers read the user
+        // from the API.
+        let payload = serde_json::json!({
+            "userId": record.user_id(),
+            "createdAt": features::interaction::format_rfc3339(&record.created_at),
+        });
         let event = user_event(new_event("user.registered", payload), record.user_id());
-        self.store.insert_user(&record, &event).await?;
+        let tombstone = self.tombstones.of(record.user_id());
+        self.store.insert_user(&record, &event, &tombstone).await?;
+        // Registering again lifts an erasure.
+        self.tombstones.lift(&tombstone);
         let profile = self.declare(&record).await?;
         self.bus.publish(event.event);
         self.publish_profiles(vec![profile.clone()]);
@@ -64,9 +71,8 @@ impl Writer {
             }));
         }
         record.registration = registration;
-        let mut payload =
-            serde_json::to_value(&record).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        payload["changed"] = serde_json::json!(changed);
+        // Which fields changed, not their values (SPEC §10).
+        let payload = serde_json::json!({"userId": user_id, "changed": changed});
         let event = user_event(new_event("user.updated", payload), user_id);
         if !self.store.update_user(&record, &event).await? {
             // Erased meanwhile: only the writer erases, so not possible;
@@ -105,8 +111,13 @@ impl Writer {
                 serde_json::json!({"userId": user_id, "removed": erased}),
             )
         };
-        let (erased, event) = self.store.erase_user(user_id, &deleted).await?;
+        let tombstone = self.tombstones.of(user_id);
+        let (erased, event) = self.store.erase_user(user_id, &tombstone, &deleted).await?;
         self.engine.forget(user_id);
+        if !erased.is_empty() {
+            // From now on what arrives for the user is dropped.
+            self.tombstones.bury(&tombstone);
+        }
         if let Some(event) = event {
             self.bus.publish(event);
         }

@@ -37,7 +37,8 @@ pub use self::changes::{user_event, UserUpdate};
 use self::writer::Writer;
 use crate::bus::Bus;
 use crate::engine::Engine;
-use crate::store::{Appended, Erasure, Store, StoreError, Upkeep, UserRecord};
+use crate::erasure::Tombstones;
+use crate::store::{Erasure, Store, StoreError, Upkeep, UserRecord};
 
 /// Profiles written per transaction by the flusher. Chosen while profiles
 /// shared SQLite's main file (one writer per file) and an append could wait
@@ -91,7 +92,7 @@ type Reply<T> = oneshot::Sender<Result<T>>;
 enum Job {
     Ingest {
         batch: Vec<Interaction>,
-        reply: Reply<Vec<Appended>>,
+        reply: Reply<Vec<Ingested>>,
         _permit: OwnedSemaphorePermit,
     },
     /// Anything else: run alone, after every group committed before it is
@@ -132,6 +133,32 @@ impl Pipeline {
     }
 }
 
+/// What became of one interaction handed to [`Pipeline::ingest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ingested {
+    /// Stored now, at this log position.
+    Stored(i64),
+    /// Its id was stored before: not stored again.
+    Duplicate,
+    /// Its user was erased (and has not registered since): dropped.
+    Erased,
+}
+
+impl Ingested {
+    pub fn is_stored(self) -> bool {
+        matches!(self, Ingested::Stored(_))
+    }
+}
+
+/// How many of `outcomes` were stored, duplicates and dropped as erased.
+pub fn tally(outcomes: &[Ingested]) -> (usize, usize, usize) {
+    outcomes.iter().fold((0, 0, 0), |(s, d, e), o| match o {
+        Ingested::Stored(_) => (s + 1, d, e),
+        Ingested::Duplicate => (s, d + 1, e),
+        Ingested::Erased => (s, d, e + 1),
+    })
+}
+
 /// Capacities of the pipeline.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
@@ -162,6 +189,7 @@ pub struct Pipeline {
     flush_lock: Arc<Mutex<i64>>,
     store: Arc<dyn Store>,
     engine: Arc<Engine>,
+    tombstones: Arc<Tombstones>,
 }
 
 /// The pipeline's background tasks, to be awaited at shutdown.
@@ -183,6 +211,7 @@ impl Pipeline {
         store: Arc<dyn Store>,
         engine: Arc<Engine>,
         bus: Arc<dyn Bus>,
+        tombstones: Arc<Tombstones>,
         limits: Limits,
     ) -> (Pipeline, Tasks) {
         let (tx, rx) = mpsc::channel(limits.queued_jobs.max(1));
@@ -194,11 +223,13 @@ impl Pipeline {
             flush_lock: flush_lock.clone(),
             store: store.clone(),
             engine: engine.clone(),
+            tombstones: tombstones.clone(),
         };
         let writer = Writer {
             store,
             engine,
             bus,
+            tombstones,
             flush_lock,
         };
         let writer = writer.spawn(rx);
@@ -231,6 +262,12 @@ impl Pipeline {
         )
     }
 
+    /// Whether a user was erased and has not registered since: what they
+    /// send is dropped (SPEC §10).
+    pub fn is_erased(&self, user_id: &str) -> bool {
+        self.tombstones.is_erased(user_id, &self.engine)
+    }
+
     /// Interactions waiting for the writer.
     pub fn queue_depth(&self) -> usize {
         self.limits
@@ -254,7 +291,7 @@ impl Pipeline {
 
     /// Appends validated interactions durably and folds them; returns each
     /// one's sequence number, `None` for duplicates.
-    pub async fn ingest(&self, batch: Vec<Interaction>) -> Result<Vec<Appended>> {
+    pub async fn ingest(&self, batch: Vec<Interaction>) -> Result<Vec<Ingested>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

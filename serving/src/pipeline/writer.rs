@@ -9,9 +9,10 @@ use std::sync::Arc;
 use features::{Interaction, Profile};
 use tokio::sync::{mpsc, oneshot, Mutex, OwnedSemaphorePermit};
 
-use super::{Control, Job, Reply, Result, GATHER_BELOW, MAX_GROUP};
+use super::{Control, Ingested, Job, Reply, Result, GATHER_BELOW, MAX_GROUP};
 use crate::bus::{new_event, Bus};
 use crate::engine::{now_micros, Declared, Engine};
+use crate::erasure::Tombstones;
 use crate::store::{Appended, Store, StoreError};
 
 /// What the writer and folder tasks share.
@@ -20,16 +21,20 @@ pub(super) struct Writer {
     pub(super) store: Arc<dyn Store>,
     pub(super) engine: Arc<Engine>,
     pub(super) bus: Arc<dyn Bus>,
+    pub(super) tombstones: Arc<Tombstones>,
     /// The flusher's lock: erasure holds it so a profile is not written back.
     pub(super) flush_lock: Arc<Mutex<i64>>,
 }
 
-type IngestReply = (usize, Reply<Vec<Appended>>, OwnedSemaphorePermit);
+type IngestReply = (usize, Reply<Vec<Ingested>>, OwnedSemaphorePermit);
 
 /// A committed group on its way to the folder.
 struct Committed {
-    all: Arc<[Interaction]>,
+    /// What was appended: the group less erased users' interactions.
+    kept: Arc<[Interaction]>,
     appended: Vec<Appended>,
+    /// Each interaction of the group, in order, as its request is told.
+    outcomes: Vec<Ingested>,
     replies: Vec<IngestReply>,
     now: i64,
 }
@@ -144,10 +149,27 @@ impl Writer {
             replies.push((batch.len(), reply, permit));
             all.extend(batch);
         }
-        let all: Arc<[Interaction]> = all.into();
+        // Erased users' interactions are dropped before they reach the log
+        // (a redelivery or a retry of what they sent before the erasure).
+        let erased: Vec<bool> = if self.tombstones.is_empty() {
+            Vec::new()
+        } else {
+            all.iter()
+                .map(|i| self.tombstones.is_erased(i.user_id(), &self.engine))
+                .collect()
+        };
+        let kept: Arc<[Interaction]> = if erased.contains(&true) {
+            all.into_iter()
+                .zip(&erased)
+                .filter(|(_, e)| !**e)
+                .map(|(i, _)| i)
+                .collect()
+        } else {
+            all.into()
+        };
         let now = now_micros();
         let started = std::time::Instant::now();
-        let appended = match self.store.append_interactions(all.clone(), now).await {
+        let appended = match self.store.append_interactions(kept.clone(), now).await {
             Ok(a) => a,
             Err(e) => {
                 let message = e.to_string();
@@ -159,14 +181,28 @@ impl Writer {
             }
         };
         tracing::debug!(
-            interactions = all.len(),
+            interactions = kept.len(),
             requests = replies.len(),
             append_ms = started.elapsed().as_secs_f64() * 1e3,
             "group appended"
         );
+        let mut stored = appended.iter();
+        let outcomes = (0..erased.len().max(appended.len()))
+            .map(|k| {
+                if erased.get(k).copied().unwrap_or(false) {
+                    Ingested::Erased
+                } else {
+                    match stored.next().copied().flatten() {
+                        Some(seq) => Ingested::Stored(seq),
+                        None => Ingested::Duplicate,
+                    }
+                }
+            })
+            .collect();
         Some(Committed {
-            all,
+            kept,
             appended,
+            outcomes,
             replies,
             now,
         })
@@ -175,13 +211,14 @@ impl Writer {
     /// Folds a committed group into live states, then answers its requests.
     async fn fold_group(&self, committed: Committed) {
         let Committed {
-            all,
+            kept,
             appended,
+            outcomes,
             replies,
             now,
         } = committed;
         let started = std::time::Instant::now();
-        let new: Vec<(&Interaction, i64)> = all
+        let new: Vec<(&Interaction, i64)> = kept
             .iter()
             .zip(&appended)
             .filter_map(|(i, a)| a.map(|seq| (i, seq)))
@@ -212,7 +249,7 @@ impl Writer {
                 .engine
                 .fold(&folding, max, now, self.bus.has_listeners());
             tracing::debug!(
-                interactions = all.len(),
+                interactions = kept.len(),
                 fold_ms = started.elapsed().as_secs_f64() * 1e3,
                 "group folded"
             );
@@ -221,7 +258,7 @@ impl Writer {
             }
             self.publish_profiles(profiles);
         }
-        let mut rest = appended.as_slice();
+        let mut rest = outcomes.as_slice();
         for (n, reply, permit) in replies {
             let (mine, tail) = rest.split_at(n.min(rest.len()));
             rest = tail;
@@ -258,7 +295,7 @@ impl Writer {
 }
 
 /// Ingest jobs of one group, each with its reply and queue permit.
-type Group = Vec<(Vec<Interaction>, Reply<Vec<Appended>>, OwnedSemaphorePermit)>;
+type Group = Vec<(Vec<Interaction>, Reply<Vec<Ingested>>, OwnedSemaphorePermit)>;
 
 /// Moves queued ingest jobs into `group` until it holds [`MAX_GROUP`]
 /// interactions or the queue is empty; a control job ends the group and is

@@ -15,7 +15,7 @@ use super::ingest::json_request;
 use super::query::{ApiQuery, Instant, Limit};
 use super::{page, AppState};
 use crate::bus::new_event;
-use crate::error::{ApiResult, AppError};
+use crate::error::{ApiResult, AppError, ErrorBody};
 use crate::events::{event_user, INTERACTION_RECORDED};
 use crate::store::{EventCursor, EventFilter, EventRecord};
 
@@ -23,6 +23,7 @@ use crate::store::{EventCursor, EventFilter, EventRecord};
     request_body(content = NewEvent, description = "An interaction.recorded payload is ingested as an interaction"),
     responses((status = 201, body = Event, description = "The stored event with id and receivedAt"),
         (status = 200, body = Event, description = "An interaction.recorded already stored: the stored one"),
+        (status = 410, body = ErrorBody, description = "The event's user was erased (and has not registered since): dropped"),
         (status = 422, description = "Invalid fields, each named")))]
 pub async fn post(
     State(state): State<AppState>,
@@ -31,6 +32,19 @@ pub async fn post(
 ) -> ApiResult<(StatusCode, Json<Event>)> {
     let value = json_request(&headers, body, "POST /v1/events")?;
     let new = NewEvent::from_json(&value).map_err(|e| AppError::invalid(&e))?;
+    // An erased user's events are dropped until they register again
+    // (SPEC §10), interactions included.
+    let user = if new.kind == INTERACTION_RECORDED {
+        new.payload["actor"]["id"].as_str().map(str::to_owned)
+    } else {
+        event_user(&new.payload)
+    };
+    if let Some(user) = user.filter(|u| state.pipeline.is_erased(u)) {
+        state.metrics.ingest_erased.inc();
+        return Err(AppError::Erased(format!(
+            "user {user} was erased: their events are dropped until they register again"
+        )));
+    }
     if new.kind == INTERACTION_RECORDED {
         let interaction = Interaction::from_json(&new.payload).map_err(|e| {
             let mut prefixed = features::ValidationErrors::new();
@@ -40,8 +54,17 @@ pub async fn post(
             AppError::invalid(&prefixed)
         })?;
         let id = interaction.id.clone();
-        let appended = state.pipeline.ingest(vec![interaction]).await?;
-        let duplicate = appended.first().is_some_and(Option::is_none);
+        let outcomes = state.pipeline.ingest(vec![interaction]).await?;
+        state.metrics.count_ingested(&outcomes);
+        let duplicate = match outcomes.first() {
+            Some(crate::pipeline::Ingested::Erased) => {
+                return Err(AppError::Erased(format!(
+                    "the user of interaction {id} was erased: it was dropped"
+                )))
+            }
+            Some(crate::pipeline::Ingested::Duplicate) => true,
+            _ => false,
+        };
         let stored = crate::events::find(&*state.store, &id)
             .await?
             .ok_or_else(|| {

@@ -201,6 +201,9 @@ pub struct IngestAnswer {
     accepted: usize,
     /// Items stored before (the same id): not stored again.
     duplicates: usize,
+    /// Items of users who were erased (and have not registered since):
+    /// dropped, not stored (SPEC §10).
+    erased: usize,
     #[serde(flatten)]
     rejections: Rejections,
     /// Ids of the items in body order (`null` for rejected ones): derived ids
@@ -295,7 +298,7 @@ pub async fn post_interactions(
     for (&i, x) in indices.iter().zip(&interactions) {
         ids[i] = Some(x.id.clone());
     }
-    let appended = match state.pipeline.ingest(interactions).await {
+    let outcomes = match state.pipeline.ingest(interactions).await {
         Ok(a) => a,
         Err(e) => {
             if matches!(e, crate::pipeline::PipelineError::Overloaded { .. }) {
@@ -304,13 +307,12 @@ pub async fn post_interactions(
             return Err(e.into());
         }
     };
-    let accepted = appended.iter().filter(|a| a.is_some()).count();
-    let duplicates = appended.len() - accepted;
-    state.metrics.ingest_accepted.inc_by(accepted as u64);
-    state.metrics.ingest_duplicates.inc_by(duplicates as u64);
+    state.metrics.count_ingested(&outcomes);
+    let (accepted, duplicates, erased) = crate::pipeline::tally(&outcomes);
     Ok(Json(IngestAnswer {
         accepted,
         duplicates,
+        erased,
         rejections,
         ids,
     }))

@@ -174,22 +174,33 @@ pub trait InteractionLog: Send + Sync {
 /// Registered users.
 #[async_trait]
 pub trait Users: Send + Sync {
-    /// Saves a registration and its `user.registered` event together.
-    async fn insert_user(&self, user: &UserRecord, event: &EventRecord) -> Result<()>;
+    /// Saves a registration and its `user.registered` event together, and
+    /// lifts the user's `tombstone` if they were erased before.
+    async fn insert_user(
+        &self,
+        user: &UserRecord,
+        event: &EventRecord,
+        tombstone: &str,
+    ) -> Result<()>;
     /// Replaces a registration (its id and creation time stay) and saves the
     /// `user.updated` event with it; `false` when there is no such user.
     async fn update_user(&self, user: &UserRecord, event: &EventRecord) -> Result<bool>;
     async fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     async fn list_users(&self, after: Option<&str>, limit: usize) -> Result<Vec<UserRecord>>;
     /// Removes every row of the user: registration, interactions, events,
-    /// profile (and events about them not yet published), in one
-    /// transaction. When anything was removed, `deleted` builds the event
-    /// recorded with the erasure, which is returned too.
+    /// profile and events about them not yet published, in one
+    /// transaction. When anything was removed, the user's `tombstone` is
+    /// kept in the same transaction, and `deleted` builds the event
+    /// recorded with the erasure, which is returned too. Freed space is
+    /// scrubbed where the engine keeps deleted bytes.
     async fn erase_user(
         &self,
         user_id: &str,
+        tombstone: &str,
         deleted: &(dyn for<'e> Fn(&'e Erasure) -> Event + Sync),
     ) -> Result<(Erasure, Option<Event>)>;
+    /// The tombstones of erased users who have not registered again.
+    async fn tombstones(&self) -> Result<Vec<String>>;
 }
 
 /// Stored events (SPEC §2.2), apart from interactions, which the log keeps.
@@ -251,6 +262,8 @@ pub trait Upkeep: Send + Sync {
     /// Moves up to `max_rows` appended interactions into the log's index
     /// tables; returns how many it moved (0: nothing was waiting).
     async fn index_log(&self, max_rows: usize) -> Result<usize>;
+    /// The secret of this name, stored as `fresh` when there is none yet.
+    async fn secret(&self, name: &str, fresh: &str) -> Result<String>;
     /// Moves committed pages from the write-ahead log into the database
     /// without waiting for (or blocking) readers and writers, off the commit
     /// path. Engines that manage this themselves do nothing.

@@ -113,6 +113,10 @@ impl World {
             "SELECT COUNT(*) FROM events WHERE user_id = $1 OR payload LIKE '%' || $1 || '%'",
             "SELECT COUNT(*) FROM users WHERE user_id = $1",
             "SELECT COUNT(*) FROM profiles WHERE user_id = $1",
+            // The erasure's own announcement aside.
+            "SELECT COUNT(*) FROM outbox WHERE (user_id = $1 OR body LIKE '%' || $1 || '%') \
+             AND type <> 'user.deleted'",
+            "SELECT COUNT(*) FROM erasures WHERE user_id = $1",
         ];
         // The same counting on either engine's pool type.
         macro_rules! count_in {
@@ -170,6 +174,38 @@ impl World {
             .connect(&self.database_url)
             .await
             .unwrap()
+    }
+
+    /// The first column of a query's rows, as text.
+    pub(crate) async fn strings(&self, sql: &str) -> Vec<String> {
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = self.sqlite_pool().await;
+                let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.database_url).await.unwrap();
+                let rows = sqlx::query_scalar(sql).fetch_all(&pool).await.unwrap();
+                pool.close().await;
+                rows
+            }
+        }
+    }
+
+    /// The SQLite files of the world (the database, the files beside it and
+    /// their write-ahead logs), for what they hold byte by byte.
+    pub(crate) fn sqlite_files(&self) -> Vec<PathBuf> {
+        let main = PathBuf::from(self.database_url.trim_start_matches("sqlite://"));
+        std::fs::read_dir(main.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("micro.db"))
+            })
+            .collect()
     }
 
     /// Runs statements on the world's database while no server is running

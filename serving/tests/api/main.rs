@@ -7,6 +7,7 @@
 
 mod bus;
 mod dashboard;
+mod erasure;
 mod events;
 mod helpers;
 mod ingest;

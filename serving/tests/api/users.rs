@@ -148,8 +148,11 @@ async fn edits_change_declared_fields_and_the_profile_follows(backend: Backend) 
         .await;
     let items = events["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{events}");
-    assert_eq!(items[0]["payload"]["changed"], json!(["name", "kids"]));
-    assert_eq!(items[0]["payload"]["kids"], 2);
+    assert_eq!(
+        items[0]["payload"],
+        json!({"userId": "hal", "changed": ["name", "kids"]}),
+        "which fields changed, not their values (no personal data on the bus)"
+    );
 
     // Plain JSON is accepted too; gender removed, and the profile says so.
     let (s, v) = app

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type};
 
-use super::rows::{BodyRow, EventRow, LogRow, OutboxRow, TailRow, UserRow};
+use super::rows::{BodyRow, ErasureMark, EventRow, LogRow, OutboxRow, TailRow, UserRow};
 use crate::store::Result;
 
 /// One bound value. Every column is an integer, a float or text, which both
@@ -236,6 +236,7 @@ pub trait RowTypes:
     + RowOf<BodyRow>
     + RowOf<OutboxRow>
     + RowOf<TailRow>
+    + RowOf<ErasureMark>
     + RowOf<(i64,)>
     + RowOf<(String,)>
     + RowOf<(Option<i64>,)>

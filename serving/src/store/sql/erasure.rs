@@ -1,7 +1,7 @@
 //! Erasing a user: every row of theirs, across the log, its index tables,
 //! events, the profile, the registration and the outbox, in one
-//! transaction, and the mark that makes a start finish an erasure a stop
-//! interrupted.
+//! transaction, the user's tombstone (see `crate::erasure`), and the mark
+//! that makes a start finish an erasure a stop interrupted.
 
 use features::Event;
 
@@ -15,10 +15,12 @@ impl<D: Engine> SqlStore<D> {
     /// committed apart — the log is searched by its user column (a full
     /// scan) rather than through index entries that may be gone. `deleted`
     /// builds the event recorded with it, when anything was removed (none
-    /// when finishing at start: nothing is announced then).
+    /// when finishing at start: nothing is announced then); `tombstone` is
+    /// kept with it.
     pub(super) async fn erase_locked(
         &self,
         user_id: &str,
+        tombstone: Option<&str>,
         finishing: bool,
         deleted: Option<&(dyn for<'e> Fn(&'e Erasure) -> Event + Sync)>,
     ) -> Result<(Erasure, Option<Event>)> {
@@ -67,10 +69,23 @@ impl<D: Engine> SqlStore<D> {
         let event = deleted
             .filter(|_| !erased.is_empty())
             .map(|deleted| deleted(&erased));
-        if self.log.outbox_on() {
-            // Nothing about the user is published after their erasure.
-            let stmt = Self::stmt("DELETE FROM outbox WHERE user_id = ?").arg(user_id);
+        // Nothing about the user is published after their erasure, whether
+        // or not a broker is configured now (rows queued while it was stay
+        // until one is).
+        let stmt = Self::stmt("DELETE FROM outbox WHERE user_id = ?").arg(user_id);
+        D::execute_in(&mut tx, &stmt).await?;
+        // An interrupted erasure is buried even when this pass found
+        // little left: the first may have removed the rest.
+        if let Some(tombstone) = tombstone.filter(|_| finishing || !erased.is_empty()) {
+            let stmt = Self::stmt(
+                "INSERT INTO erased_users (tombstone, erased_at) VALUES (?, ?) \
+                 ON CONFLICT (tombstone) DO NOTHING",
+            )
+            .arg(tombstone)
+            .arg(chrono::Utc::now().timestamp_micros());
             D::execute_in(&mut tx, &stmt).await?;
+        }
+        if self.log.outbox_on() {
             if let Some(event) = &event {
                 let record = EventRecord {
                     event: event.clone(),

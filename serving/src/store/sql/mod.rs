@@ -27,7 +27,7 @@ use features::Interaction;
 use sqlx::{Pool, Transaction};
 
 use self::dialect::{Dialect, RowOf, Stmt};
-use self::rows::TailRow;
+use self::rows::{ErasureMark, TailRow};
 use super::tail::LogTail;
 use super::{Result, StoreError};
 
@@ -63,6 +63,10 @@ pub trait Engine: Dialect {
 
     /// See [`crate::store::Upkeep::checkpoint`].
     async fn checkpoint(store: &SqlStore<Self>) -> Result<()>;
+
+    /// After an erasure: removes what the engine keeps of deleted rows
+    /// beyond the tables (SQLite: old pages in the write-ahead log).
+    async fn scrub(store: &SqlStore<Self>) -> Result<()>;
 }
 
 /// Rows to append: `batch[candidates]`, numbered from `first_seq` in
@@ -228,13 +232,17 @@ impl<D: Engine> SqlStore<D> {
                 ..LogState::default()
             }),
         };
-        let pending =
-            Self::column::<String>(&store.pool, &Self::stmt("SELECT user_id FROM erasures"))
-                .await?;
-        for user in pending {
-            tracing::warn!(user, "finishing an erasure a stop interrupted");
+        let pending = Self::read_all::<ErasureMark, ErasureMark>(
+            &store.pool,
+            &Self::stmt("SELECT user_id, tombstone FROM erasures"),
+        )
+        .await?;
+        for mark in pending {
+            tracing::warn!("finishing an erasure a stop interrupted");
             // The outbox is not on yet: nothing is announced.
-            store.erase_locked(&user, true, None).await?;
+            store
+                .erase_locked(&mark.user_id, mark.tombstone.as_deref(), true, None)
+                .await?;
         }
         Ok(store)
     }

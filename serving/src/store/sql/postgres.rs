@@ -80,6 +80,12 @@ impl Engine for Postgres {
     async fn checkpoint(_store: &SqlStore<Postgres>) -> Result<()> {
         Ok(())
     }
+
+    /// Dead row versions are PostgreSQL's to reclaim (autovacuum); what
+    /// it keeps of them until then is not readable through the database.
+    async fn scrub(_store: &SqlStore<Postgres>) -> Result<()> {
+        Ok(())
+    }
 }
 
 impl PostgresStore {

@@ -166,3 +166,10 @@ pub struct TailRow {
     pub id: String,
     pub user_id: String,
 }
+
+/// An erasure begun and not known to be finished.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ErasureMark {
+    pub user_id: String,
+    pub tombstone: Option<String>,
+}

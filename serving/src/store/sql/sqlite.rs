@@ -16,7 +16,7 @@ use crate::store::Result;
 
 /// Settings of every SQLite connection, sqlx's pooled ones and the log
 /// writer's (`sqlite_log.rs`), besides WAL mode, which the file keeps.
-pub(super) const SQLITE_PRAGMAS: [(&str, &str); 4] = [
+pub(super) const SQLITE_PRAGMAS: [(&str, &str); 5] = [
     // A commit is on disk when it returns; group commit keeps it affordable.
     ("synchronous", "FULL"),
     // 64 MiB of page cache per connection (default 2 MiB): id probes and the
@@ -28,12 +28,18 @@ pub(super) const SQLITE_PRAGMAS: [(&str, &str); 4] = [
     // committing connection stalled that commit for up to 140 ms. Automatic
     // ones stay as a backstop for a huge WAL.
     ("wal_autocheckpoint", "65536"),
+    // Deleted rows are overwritten, not left in free pages (erasure, SPEC
+    // §10); `scrub` empties the write-ahead log after one.
+    ("secure_delete", "ON"),
 ];
 /// Set on each attached file (`idx`, `prof`) by every connection, as on the
 /// main one: they are per connection and per file. (WAL mode is kept in the
 /// file, and set once by the pool.)
-pub(super) const SQLITE_ATTACHED_PRAGMAS: [(&str, &str); 2] =
-    [("synchronous", "FULL"), ("cache_size", "-65536")];
+pub(super) const SQLITE_ATTACHED_PRAGMAS: [(&str, &str); 3] = [
+    ("synchronous", "FULL"),
+    ("cache_size", "-65536"),
+    ("secure_delete", "ON"),
+];
 pub(super) const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The files kept beside a SQLite database: the log's index tables and the
@@ -76,6 +82,24 @@ impl Engine for Sqlite {
         sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&store.pool)
             .await?;
+        Ok(())
+    }
+
+    /// With `secure_delete` on, the files hold no deleted bytes; the
+    /// write-ahead logs still hold the pages as they were before. A
+    /// truncating checkpoint of every attached file moves what is committed
+    /// into them and empties the logs. Readers holding an old snapshot keep
+    /// a log from being reset; say so rather than wait for them.
+    async fn scrub(store: &SqlStore<Sqlite>) -> Result<()> {
+        for schema in ["main", "idx", "prof"] {
+            let busy: i64 =
+                sqlx::query_scalar(&format!("PRAGMA {schema}.wal_checkpoint(TRUNCATE)"))
+                    .fetch_one(&store.pool)
+                    .await?;
+            if busy != 0 {
+                tracing::warn!(schema, "after an erasure the write-ahead log could not be emptied: a reader was active; the next checkpoint will");
+            }
+        }
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::{Engine, SqlStore};
-use crate::store::{Result, Upkeep};
+use crate::store::{Result, StoreError, Upkeep};
 
 #[async_trait]
 impl<D: Engine> Upkeep for SqlStore<D> {
@@ -26,6 +26,21 @@ impl<D: Engine> Upkeep for SqlStore<D> {
         // committed index tables.
         let _indexing = self.log.indexing.lock().await;
         self.index_locked(max_rows).await
+    }
+
+    async fn secret(&self, name: &str, fresh: &str) -> Result<String> {
+        let keep = Self::stmt(
+            "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .arg(name)
+        .arg(fresh);
+        D::execute(&self.pool, &keep).await?;
+        let stored = Self::stmt("SELECT value FROM secrets WHERE name = ?").arg(name);
+        let value = Self::column::<String>(&self.pool, &stored).await?;
+        value
+            .into_iter()
+            .next()
+            .ok_or_else(|| StoreError::Corrupt(format!("secret {name} was not kept")))
     }
 
     async fn checkpoint(&self) -> Result<()> {

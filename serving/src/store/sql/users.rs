@@ -26,7 +26,12 @@ fn taken(user: &UserRecord) -> impl FnOnce(&str) -> String + '_ {
 
 #[async_trait]
 impl<D: Engine> Users for SqlStore<D> {
-    async fn insert_user(&self, user: &UserRecord, event: &EventRecord) -> Result<()> {
+    async fn insert_user(
+        &self,
+        user: &UserRecord,
+        event: &EventRecord,
+        tombstone: &str,
+    ) -> Result<()> {
         let _writing = self.log.other_write().await;
         let body = body_of(user)?;
         let mut tx = self.pool.begin().await?;
@@ -40,6 +45,9 @@ impl<D: Engine> Users for SqlStore<D> {
             .await
             .map_err(|e| unique_violation(e, taken(user)))?;
         self.insert_event_in(&mut tx, event).await?;
+        // Registering again lifts an erasure.
+        let lift = Self::stmt("DELETE FROM erased_users WHERE tombstone = ?").arg(tombstone);
+        D::execute_in(&mut tx, &lift).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -82,16 +90,35 @@ impl<D: Engine> Users for SqlStore<D> {
     async fn erase_user(
         &self,
         user_id: &str,
+        tombstone: &str,
         deleted: &(dyn for<'e> Fn(&'e Erasure) -> Event + Sync),
     ) -> Result<(Erasure, Option<Event>)> {
-        let _locks = self.log.all_writes().await;
-        // The mark first: should a stop come between the files' commits,
-        // the next start finishes the erasure (see `erase_locked`).
-        let mark = Self::stmt(
-            "INSERT INTO erasures (user_id) VALUES (?) ON CONFLICT (user_id) DO NOTHING",
+        let erased = {
+            let _locks = self.log.all_writes().await;
+            // The mark first: should a stop come between the files'
+            // commits, the next start finishes the erasure (see
+            // `erase_locked`).
+            let mark = Self::stmt(
+                "INSERT INTO erasures (user_id, tombstone) VALUES (?, ?) \
+                 ON CONFLICT (user_id) DO UPDATE SET tombstone = excluded.tombstone",
+            )
+            .arg(user_id)
+            .arg(tombstone);
+            D::execute(&self.pool, &mark).await?;
+            self.erase_locked(user_id, Some(tombstone), false, Some(deleted))
+                .await?
+        };
+        if !erased.0.is_empty() {
+            D::scrub(self).await?;
+        }
+        Ok(erased)
+    }
+
+    async fn tombstones(&self) -> Result<Vec<String>> {
+        Self::column::<String>(
+            &self.pool,
+            &Self::stmt("SELECT tombstone FROM erased_users"),
         )
-        .arg(user_id);
-        D::execute(&self.pool, &mark).await?;
-        self.erase_locked(user_id, false, Some(deleted)).await
+        .await
     }
 }
